@@ -1,0 +1,104 @@
+# mailfleet build. `make` builds the binaries into build/; `make test` builds
+# everything again with AddressSanitizer + UndefinedBehaviorSanitizer into
+# build/asan/ and runs unit, fuzz-smoke and integration tests; `make run`
+# starts one node on the embedded default.
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CLANG ?= clang
+PYTHON ?= /usr/bin/python3
+BUILD ?= build
+SAN ?=
+
+PKGS := openssl libnfs libconfig liblz4 libsystemd zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS_COMMON := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+	-Wno-unused-parameter -I. -g -MMD -MP
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined
+OPT := -O1 $(SANFLAGS) -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+OPT := -O2
+endif
+CFLAGS += $(CFLAGS_COMMON) $(OPT) $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lcrypt -lpthread -lm
+LDFLAGS += $(SANFLAGS)
+
+MODULES := lib store cluster frontend lmtpd imapd pop3d lb-health
+MAIN_SRCS := frontend/main.c cluster/mailfleetctl.c store/nasbench.c
+LIB_SRCS := $(filter-out $(MAIN_SRCS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+BINS := $(BUILD)/mailfleetd $(BUILD)/mailfleetctl \
+	$(if $(wildcard store/nasbench.c),$(BUILD)/mailfleet-nasbench)
+
+.SECONDARY:
+.PHONY: all deps run test unit fuzz fuzz-smoke integration bench bench-lmtp clean
+all: $(BINS)
+
+deps:
+	@sh packaging/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmailfleet.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mailfleetd: $(BUILD)/obj/frontend/main.o $(BUILD)/libmailfleet.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/mailfleetctl: $(BUILD)/obj/cluster/mailfleetctl.o $(BUILD)/libmailfleet.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/mailfleet-nasbench: $(BUILD)/obj/store/nasbench.o $(BUILD)/libmailfleet.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmailfleet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/libmailfleet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit-bins: $(UNIT_BINS) $(TOOL_BINS)
+
+# libFuzzer targets: clang, its own object set.
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -I. -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS)
+FUZZ_OBJS := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lcrypt -lpthread -lm
+fuzz: deps $(FUZZ_BINS)
+
+run: deps all
+	$(BUILD)/mailfleetd
+
+# The whole suite: sanitizer build, then pytest drives unit binaries, short
+# fuzz runs over the seed corpora, and the integration tests with real clients.
+test: deps
+	$(MAKE) BUILD=build/asan SAN=1 all unit-bins
+	$(MAKE) fuzz
+	MF_BUILD=build/asan $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+bench: bench-lmtp
+bench-lmtp: deps all
+	$(PYTHON) tests/bench/bench_lmtp.py
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

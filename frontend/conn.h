@@ -1,0 +1,67 @@
+/* conn.h: what a protocol module (lmtpd, imapd, pop3d) sees of a client
+ * connection. The frontend owns sockets, TLS, event loops, timeouts and
+ * limits; a protocol module owns only its session state and parsing.
+ *
+ * Life cycle: session_new() when accepted (queue the greeting there);
+ * session_input() whenever bytes arrived in conn_input() (parse what is
+ * complete, buf_consume() it, leave partial input for the next call);
+ * session_free() exactly once, when the connection is gone. Handlers never
+ * free the connection: they call conn_close() and the loop reaps it after
+ * the current pass. All handler calls happen on the connection's loop thread. */
+#ifndef MF_CONN_H
+#define MF_CONN_H
+
+#include "lib/buf.h"
+#include "frontend/config.h"
+
+struct conn;
+struct store;
+struct directory;
+
+/* The per-process context built in main. */
+struct mf_context {
+	const struct mf_config *config;
+	struct store *store;
+	struct directory *directory;
+	const char *hostname;
+};
+
+struct proto_handler {
+	const char *name;
+	void *(*session_new)(struct conn *conn);
+	void (*session_input)(void *session, struct conn *conn);
+	void (*session_free)(void *session);
+};
+
+struct buf *conn_input(struct conn *conn);
+/* Queues output. Returns -1 when the output queue limit is passed: the
+ * connection is then closed and the caller should stop producing output. */
+int conn_write(struct conn *conn, const void *data, size_t len);
+int conn_printf(struct conn *conn, const char *fmt, ...) MF_PRINTF(2, 3);
+/* Closes after queued output is flushed (bounded by a short timeout). */
+void conn_close(struct conn *conn, const char *reason);
+bool conn_is_closing(const struct conn *conn);
+
+/* STARTTLS: call right after queueing the "go ahead" reply. The handshake
+ * starts once that reply is flushed; input already buffered in plaintext is
+ * discarded (no command injection across the switch). -1 if TLS is not
+ * configured or already active. */
+int conn_starttls(struct conn *conn);
+bool conn_is_tls(const struct conn *conn);
+bool conn_tls_available(const struct conn *conn);
+
+const char *conn_peer_addr(const struct conn *conn);   /* "127.0.0.1" or "unix" */
+struct mf_context *conn_context(struct conn *conn);
+/* Seconds of silence from the client before the connection is closed. */
+void conn_set_timeout(struct conn *conn, unsigned secs);
+
+/* Runs work(arg) on the worker pool (it may block on the NAS). Input is not
+ * dispatched to the session while the job runs. Then done(session, conn, arg)
+ * runs on the loop thread: also when the connection was closed meanwhile
+ * (conn_is_closing() tells), so arg can always be released there. Only then
+ * is session_free() called. */
+typedef void conn_work_fn(void *arg);
+typedef void conn_done_fn(void *session, struct conn *conn, void *arg);
+void conn_run_blocking(struct conn *conn, conn_work_fn *work, conn_done_fn *done, void *arg);
+
+#endif
