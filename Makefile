@@ -63,6 +63,9 @@ $(BUILD)/mailfleetctl: $(BUILD)/obj/cluster/mailfleetctl.o $(BUILD)/libmailfleet
 $(BUILD)/mailfleet-nasbench: $(BUILD)/obj/store/nasbench.o $(BUILD)/libmailfleet.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# nasbench-mount.c embeds packaging/nas-mount-options with .incbin.
+$(BUILD)/obj/store/nasbench-mount.o build/fuzz/obj/store/nasbench-mount.o: packaging/nas-mount-options
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmailfleet.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -94,9 +97,11 @@ test: deps
 	$(MAKE) fuzz
 	MF_BUILD=build/asan $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
+# LMTP delivery benchmark (normal -O2 build): mailfleet vs Dovecot vs the disk,
+# on local disk and over libnfs. Options: make bench-lmtp BENCH_ARGS="--quick".
 bench: bench-lmtp
-bench-lmtp: deps all
-	$(PYTHON) tests/bench/bench_lmtp.py
+bench-lmtp: deps all $(BUILD)/tools/lmtpload $(BUILD)/tools/physlimit
+	$(PYTHON) tests/bench/bench_lmtp.py --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf build

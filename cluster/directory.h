@@ -96,4 +96,56 @@ char *dir_password_hash(const char *password, const char *scheme);
 /* True for schemes accepted in the directory. */
 bool dir_password_scheme_ok(const char *hash);
 
+/* --- additions for listings, batches and tools (mailfleetctl, tests) --- */
+#define DIR_RECORD_MAX 4096   /* longest encoded change record, bytes */
+
+/* Errors from directory_* calls that are not static strings are owned by the
+ * directory and stay valid for its next 16 errors; a failed directory_open()'s
+ * error lives in thread-local storage until that thread's next failed open.
+ * directory_apply() and directory_commit*() lower-case names (and alias
+ * members) first.
+ * DIR_CH_USER_ADD creates the user with IMAP and POP3 enabled and ignores
+ * imap_enabled/pop3_enabled; number is its quota. directory_resolve() fails
+ * (-1) rather than drop members when an alias expands to more than max users. */
+
+struct dir_domain_info {
+	char name[DIR_NAME_MAX + 1];
+	uint64_t quota_bytes;          /* 0 = unlimited */
+	unsigned user_count, alias_count;
+};
+
+/* 1 found, 0 not found. */
+int directory_domain_get(struct directory *dir, const char *name, struct dir_domain_info *info_r);
+/* Sorted, NULL-terminated arrays of copies; free with dir_strv_free().
+ * domain NULL lists every domain's entries. */
+char **directory_domain_list(struct directory *dir);
+char **directory_user_list(struct directory *dir, const char *domain);
+char **directory_alias_list(struct directory *dir, const char *domain);
+/* 1 found (*members_r as above, in insertion order), 0 not found. */
+int directory_alias_get(struct directory *dir, const char *address, char ***members_r);
+void dir_strv_free(char ***strv);
+/* Writes the scheme of the user's password hash ("SHA512-CRYPT"); 1 found, 0 not. */
+int directory_user_password_scheme(struct directory *dir, const char *address,
+				   char *buf, size_t size);
+
+/* Commits changes[0..count) all or none: each is validated against the state
+ * the previous ones leave, then all are appended with one fsync and applied.
+ * On a validation failure *failed_index_r is the index of the bad change. */
+int directory_commit_batch(struct directory *dir, const struct dir_change *changes,
+			   unsigned count, unsigned *failed_index_r, const char **error_r);
+/* Journal length (records) past which a commit compacts it into a new
+ * snapshot; default 10000. */
+void directory_set_compact_threshold(struct directory *dir, unsigned records);
+
+/* Syntax checks as the directory applies them (lower case input expected;
+ * errors are static strings). A stored local part has no '+'. */
+int dir_address_check(const char *address, const char **error_r);
+int dir_domain_check(const char *domain, const char **error_r);
+/* NULL when the directory accepts hash; otherwise a message naming the
+ * scheme, written into buf. */
+const char *dir_password_scheme_error(const char *hash, char *buf, size_t size);
+/* Verifies password against a "{SCHEME}..." hash; output compared in
+ * constant time. */
+bool dir_password_verify(const char *password, const char *hash);
+
 #endif

@@ -59,6 +59,8 @@ struct mf_config {
 	struct mf_limits limits;
 	struct mf_listener_config listeners[MF_LISTENERS_MAX];
 	unsigned listener_count;
+
+	char *error;                /* owns the text of the last load error */
 };
 
 /* Fills cfg with the embedded default. */
@@ -71,5 +73,16 @@ int config_parse_string(const char *text, struct mf_config *cfg, const char **er
 void config_print(const struct mf_config *cfg, int fd);
 void config_free(struct mf_config *cfg);
 const char *config_protocol_name(enum mf_protocol proto);
+
+/* Additions by the frontend. */
+/* "lmtp", "imap", "pop3", "health" -> *proto_r; -1 for anything else. */
+int config_protocol_parse(const char *name, enum mf_protocol *proto_r);
+/* "lmtp 127.0.0.1:2424", "imaps [::1]:993", "lmtp unix:/run/x.sock" into buf. */
+const char *config_listener_describe(const struct mf_listener_config *l,
+				     char *buf, size_t size);
+/* config_load/config_parse_string: cfg must hold config_defaults() (or an
+ * earlier configuration). On success it becomes the embedded default with the
+ * file's settings on top; on failure it is unchanged and *error_r ("file:line:
+ * text") points into cfg->error, valid until the next load or config_free(). */
 
 #endif

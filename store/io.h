@@ -76,6 +76,10 @@ void io_fault_set(struct mf_io *io, enum io_op op, unsigned nth, int err, unsign
  * the daemon's test-only setting store.fault_inject. Returns -1 on a bad spec. */
 int io_fault_parse(struct mf_io *io, const char *spec, const char **error_r);
 unsigned io_fault_calls(struct mf_io *io, enum io_op op);
+/* Like io_fault_set(), but the nth call is carried out and then reports err,
+ * as when an NFS reply is lost after the server acted and the retransmitted
+ * request fails (a rename that succeeded reports ENOENT). */
+void io_fault_set_after(struct mf_io *io, enum io_op op, unsigned nth, int err);
 
 /* --- files --- */
 int io_open(struct mf_io *io, const char *path, int flags, uint32_t mode, struct io_file **file_r);

@@ -1,0 +1,498 @@
+/* uidlist-sync.c: assigns UIDs under the per-mailbox lock on the NAS:
+ * lock (exclusive create) -> fresh read -> list new/ and cur/ -> write a
+ * temp file -> rename it over -> unlock. A lock is stale when its mtime is
+ * older than lock_timeout_secs by the NAS's clock (the mtime of a file just
+ * created there), never by the local clock. */
+#include "store/store-private.h"
+#include "store/uidlist.h"
+#include "store/maildir.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UIDLIST_LOCK_NAME "mailfleet-uidlist.lock"
+#define UIDLIST_BACKOFF_MIN_MS 5
+#define UIDLIST_BACKOFF_MAX_MS 500
+#define UIDLIST_LISTING_MAX 10000000
+
+struct sync_ctx {
+	struct store *store;
+	const char *mbox;
+	char *lock_path, *lock_text;
+	struct uidlist *ul;
+	struct listed *files;
+	size_t nfiles, cap;
+	bool *found;          /* per record of ul: matched a listed file */
+	bool changed;
+	const char *error;
+};
+
+struct listed {
+	char *name;
+	bool in_new;
+	bool matched;
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The NAS's current time: the mtime of a file created there now. */
+static int nas_time(struct sync_ctx *s, int64_t *now_r)
+{
+	char *path = mf_asprintf("%s/tmp/.mailfleet-now.%s.%d.%llu", s->mbox, s->store->host,
+				 (int)getpid(), (unsigned long long)store_next_counter(s->store));
+	struct io_file *file;
+	struct io_stat st;
+	int ret = io_open(s->store->io, path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0600, &file);
+
+	if (ret == 0) {
+		ret = io_fstat(file, &st);
+		io_close(&file);
+		io_unlink(s->store->io, path);
+		*now_r = st.mtime_sec;
+	}
+	free(path);
+	return ret;
+}
+
+static int lock_create(struct sync_ctx *s)
+{
+	struct io_file *file;
+
+	if (io_open(s->store->io, s->lock_path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0600, &file) < 0)
+		return -1;
+	int ret = io_write_all(file, s->lock_text, strlen(s->lock_text));
+	int err = errno;
+	if (io_close(&file) < 0 && ret == 0) {
+		err = errno;
+		ret = -1;
+	}
+	if (ret < 0) {
+		io_unlink(s->store->io, s->lock_path);
+		errno = err;
+	}
+	return ret;
+}
+
+/* Breaks the lock if it is stale; returns 1 when broken, 0 when not stale. */
+static int lock_break_stale(struct sync_ctx *s)
+{
+	struct io_stat st, st2;
+	int64_t now = 0;
+
+	if (io_stat(s->store->io, s->lock_path, &st) < 0)
+		return errno == ENOENT ? 1 : -1;
+	if (nas_time(s, &now) < 0)
+		return -1;
+	if (now - st.mtime_sec <= (int64_t)s->store->set.lock_timeout_secs)
+		return 0;
+	/* re-check that it is still the same file just before removing it */
+	if (io_stat(s->store->io, s->lock_path, &st2) < 0)
+		return errno == ENOENT ? 1 : -1;
+	if (st2.ino != st.ino || st2.mtime_sec != st.mtime_sec)
+		return 0;
+	log_warn("store: breaking stale uidlist lock %s (%lld s old)", s->lock_path,
+		 (long long)(now - st.mtime_sec));
+	if (io_unlink(s->store->io, s->lock_path) < 0 && errno != ENOENT)
+		return -1;
+	return 1;
+}
+
+static int lock_take(struct sync_ctx *s)
+{
+	uint64_t deadline = mf_now_ms() + ((uint64_t)s->store->set.lock_timeout_secs + 10) * 1000;
+	unsigned backoff = UIDLIST_BACKOFF_MIN_MS;
+
+	for (;;) {
+		if (lock_create(s) == 0)
+			return 0;
+		if (errno != EEXIST) {
+			s->error = "cannot create the uidlist lock";
+			return -1;
+		}
+		int ret = lock_break_stale(s);
+		if (ret < 0) {
+			s->error = "cannot check the uidlist lock";
+			return -1;
+		}
+		if (ret == 1)
+			continue;
+		if (mf_now_ms() > deadline) {
+			s->error = "timed out waiting for the uidlist lock";
+			errno = EAGAIN;
+			return -1;
+		}
+		sleep_ms(backoff + (unsigned)(mf_now_us() % backoff));
+		backoff = MF_MIN(backoff * 2, UIDLIST_BACKOFF_MAX_MS);
+	}
+}
+
+/* Removes the lock only if it is still ours (it may have been broken). */
+static void lock_release(struct sync_ctx *s)
+{
+	char *data;
+	size_t len;
+
+	if (io_read_file(s->store->io, s->lock_path, 4096, &data, &len) < 0)
+		return;
+	if (strcmp(data, s->lock_text) == 0)
+		io_unlink(s->store->io, s->lock_path);
+	else
+		log_warn("store: uidlist lock %s was taken over", s->lock_path);
+	free(data);
+}
+
+static struct uidlist *uidlist_new_empty(struct store *store)
+{
+	struct uidlist *ul = mf_calloc(1, sizeof(*ul));
+	unsigned char g[16];
+
+	ul->uid_validity = (uint32_t)store_nas_now(store);
+	ul->next_uid = 1;
+	if (getrandom(g, sizeof(g), 0) != (ssize_t)sizeof(g)) {
+		uint64_t seed = mf_now_us() ^ (uint64_t)getpid() << 40;
+		for (size_t i = 0; i < sizeof(g); i++)
+			g[i] = (unsigned char)(seed >> (8 * (i % 8)) ^ i);
+	}
+	for (size_t i = 0; i < sizeof(g); i++) {
+		static const char hex[] = "0123456789abcdef";
+		ul->guid[i * 2] = hex[g[i] >> 4];
+		ul->guid[i * 2 + 1] = hex[g[i] & 15];
+	}
+	return ul;
+}
+
+/* Reads name in the mailbox; 0 = parsed, 1 = missing, -1 = error. */
+static int read_uidlist(struct sync_ctx *s, const char *name)
+{
+	char *path = mf_asprintf("%s/%s", s->mbox, name), *data;
+	size_t len;
+	unsigned line;
+	const char *error;
+
+	int ret = io_read_file(s->store->io, path, UIDLIST_MAX_SIZE, &data, &len);
+	if (ret < 0) {
+		free(path);
+		if (errno == ENOENT)
+			return 1;
+		s->error = "cannot read the uidlist";
+		return -1;
+	}
+	ret = uidlist_parse(data, len, &s->ul, &line, &error);
+	if (ret < 0) {
+		log_error("store: %s line %u: %s", path, line, error);
+		s->error = "the uidlist is corrupt";
+		errno = EIO;
+	}
+	free(data);
+	free(path);
+	return ret;
+}
+
+static int load_uidlist(struct sync_ctx *s)
+{
+	int ret = read_uidlist(s, UIDLIST_FILE_NAME);
+
+	if (ret == 1) {
+		/* first sync: adopt a Dovecot maildir's UIDs */
+		ret = read_uidlist(s, UIDLIST_DOVECOT_FILE_NAME);
+		if (ret == 0)
+			s->changed = true;
+	}
+	if (ret == 1) {
+		s->ul = uidlist_new_empty(s->store);
+		s->changed = true;
+		ret = 0;
+	}
+	return ret;
+}
+
+struct list_cb_ctx {
+	struct sync_ctx *s;
+	bool in_new;
+};
+
+static int list_cb(void *ctx, const char *name)
+{
+	struct list_cb_ctx *l = ctx;
+	struct sync_ctx *s = l->s;
+
+	if (name[0] == '.' || strlen(name) > MAILDIR_NAME_MAX || s->nfiles >= UIDLIST_LISTING_MAX)
+		return 0;
+	if (s->nfiles == s->cap) {
+		s->cap = s->cap * 2 + 64;
+		s->files = mf_realloc(s->files, s->cap * sizeof(*s->files));
+	}
+	s->files[s->nfiles++] = (struct listed){ .name = mf_strdup(name), .in_new = l->in_new };
+	return 0;
+}
+
+/* new/ first, then cur/: a message moved from new/ to cur/ meanwhile is seen
+ * in one of them. */
+static int list_mailbox(struct sync_ctx *s)
+{
+	static const char *const dirs[] = { "new", "cur" };
+
+	for (size_t i = 0; i < 2; i++) {
+		char *path = mf_asprintf("%s/%s", s->mbox, dirs[i]);
+		struct list_cb_ctx l = { .s = s, .in_new = i == 0 };
+		int ret = io_readdir(s->store->io, path, list_cb, &l);
+		free(path);
+		if (ret < 0) {
+			s->error = "cannot list the mailbox";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int cmp_base(const char *a, const char *b)
+{
+	size_t alen = maildir_base_len(a), blen = maildir_base_len(b);
+	int ret = memcmp(a, b, MF_MIN(alen, blen));
+
+	return ret != 0 ? ret : (alen > blen) - (alen < blen);
+}
+
+static int listed_cmp(const void *a, const void *b)
+{
+	return cmp_base(((const struct listed *)a)->name, ((const struct listed *)b)->name);
+}
+
+static struct listed *listed_find(struct sync_ctx *s, const char *filename)
+{
+	size_t lo = 0, hi = s->nfiles;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = cmp_base(filename, s->files[mid].name);
+		if (c == 0)
+			return &s->files[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static void listed_free(struct sync_ctx *s)
+{
+	for (size_t i = 0; i < s->nfiles; i++)
+		free(s->files[i].name);
+	mf_free(&s->files);
+	s->nfiles = s->cap = 0;
+}
+
+/* Matches records to files (by base name); returns how many records have
+ * no file. */
+static size_t match_records(struct sync_ctx *s)
+{
+	size_t missing = 0;
+
+	s->found = mf_realloc(s->found, (s->ul->count + 1) * sizeof(*s->found));
+	for (size_t i = 0; i < s->ul->count; i++) {
+		struct uidlist_rec *r = &s->ul->recs[i];
+		struct listed *f = listed_find(s, r->filename);
+		s->found[i] = f != NULL && !f->matched;
+		if (!s->found[i]) {
+			missing++;
+			continue;
+		}
+		f->matched = true;
+		r->in_new = f->in_new;
+		if (strcmp(r->filename, f->name) != 0) {
+			free(r->filename);
+			r->filename = mf_strdup(f->name);
+			s->changed = true;
+		}
+	}
+	return missing;
+}
+
+static void drop_missing(struct sync_ctx *s)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < s->ul->count; i++) {
+		struct uidlist_rec *r = &s->ul->recs[i];
+		if (!s->found[i]) {
+			free(r->filename);
+			free(r->ext);
+			s->changed = true;
+			continue;
+		}
+		s->ul->recs[out++] = *r;
+	}
+	s->ul->count = out;
+}
+
+/* Sorts by base name and keeps one entry per base name: a message moved
+ * from new/ to cur/ during the listing shows up in both (cur/ wins). */
+static void listed_sort_unique(struct sync_ctx *s)
+{
+	size_t out = 0;
+
+	qsort(s->files, s->nfiles, sizeof(*s->files), listed_cmp);
+	for (size_t i = 0; i < s->nfiles; i++) {
+		if (out > 0 && cmp_base(s->files[out - 1].name, s->files[i].name) == 0) {
+			struct listed *prev = &s->files[out - 1];
+			if (prev->in_new && !s->files[i].in_new) {
+				free(prev->name);
+				*prev = s->files[i];
+			} else {
+				free(s->files[i].name);
+			}
+			continue;
+		}
+		s->files[out++] = s->files[i];
+	}
+	s->nfiles = out;
+}
+
+static int listed_cmp_full(const void *a, const void *b)
+{
+	return strcmp(((const struct listed *)a)->name, ((const struct listed *)b)->name);
+}
+
+static void assign_new(struct sync_ctx *s)
+{
+	struct listed *fresh = mf_calloc(s->nfiles + 1, sizeof(*fresh));
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nfiles; i++) {
+		if (!s->files[i].matched)
+			fresh[n++] = s->files[i];
+	}
+	qsort(fresh, n, sizeof(*fresh), listed_cmp_full);
+	for (size_t i = 0; i < n && s->ul->next_uid < UINT32_MAX - 1; i++) {
+		struct uidlist *ul = s->ul;
+		if (ul->count == ul->cap) {
+			ul->cap = ul->cap * 2 + 16;
+			ul->recs = mf_realloc(ul->recs, ul->cap * sizeof(*ul->recs));
+		}
+		ul->recs[ul->count++] = (struct uidlist_rec){
+			.uid = ul->next_uid++, .filename = mf_strdup(fresh[i].name),
+			.in_new = fresh[i].in_new,
+		};
+		s->changed = true;
+	}
+	free(fresh);
+}
+
+static int scan(struct sync_ctx *s)
+{
+	if (list_mailbox(s) < 0)
+		return -1;
+	listed_sort_unique(s);
+	if (match_records(s) > 0) {
+		/* readdir may skip a file being renamed: look once more
+		 * before believing that files are gone */
+		listed_free(s);
+		if (list_mailbox(s) < 0)
+			return -1;
+		listed_sort_unique(s);
+		match_records(s);
+		drop_missing(s);
+	}
+	assign_new(s);
+	return 0;
+}
+
+static int write_uidlist(struct sync_ctx *s)
+{
+	struct mf_io *io = s->store->io;
+	char *tmp = mf_asprintf("%s/%s.tmp.%s.%d", s->mbox, UIDLIST_FILE_NAME, s->store->host, (int)getpid());
+	char *path = mf_asprintf("%s/%s", s->mbox, UIDLIST_FILE_NAME);
+	size_t len;
+	char *data = uidlist_serialize(s->ul, &len);
+	struct io_file *file;
+	int ret = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
+
+	if (ret == 0) {
+		ret = io_write_all(file, data, len);
+		if (ret == 0 && s->store->set.fsync)
+			ret = io_fsync(file);
+		if (io_close(&file) < 0)
+			ret = -1;
+	}
+	if (ret == 0)
+		ret = io_rename(io, tmp, path);
+	if (ret < 0) {
+		int err = errno;
+		io_unlink(io, tmp);
+		errno = err;
+		s->error = "cannot write the uidlist";
+	}
+	free(data);
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+static int sync_locked(struct sync_ctx *s)
+{
+	if (load_uidlist(s) < 0 || scan(s) < 0)
+		return -1;
+	if (s->changed && write_uidlist(s) < 0)
+		return -1;
+	return 0;
+}
+
+int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
+		 const char **error_r)
+{
+	struct sync_ctx s = { .store = store, .mbox = mbox_path };
+	int ret, err;
+
+	if (ul_r != NULL)
+		*ul_r = NULL;
+	s.lock_path = mf_asprintf("%s/%s", mbox_path, UIDLIST_LOCK_NAME);
+	s.lock_text = mf_asprintf("%s %d %lld %llu\n", store->host, (int)getpid(),
+				  (long long)time(NULL), (unsigned long long)store_next_counter(store));
+	ret = lock_take(&s);
+	if (ret == 0) {
+		ret = sync_locked(&s);
+		err = errno;
+		lock_release(&s);
+		errno = err;
+	}
+	err = errno;
+	listed_free(&s);
+	free(s.found);
+	if (ret == 0 && ul_r != NULL)
+		*ul_r = s.ul;
+	else
+		uidlist_free(&s.ul);
+	if (ret < 0)
+		*error_r = s.error;
+	free(s.lock_path);
+	free(s.lock_text);
+	errno = err;
+	return ret;
+}
+
+int uidlist_sync_mailbox(struct store *store, const char *domain, const char *user,
+			 const char *folder, struct uidlist **ul_r, const char **error_r)
+{
+	char *mbox = maildir_mailbox_path(domain, user, folder);
+
+	if (mbox == NULL) {
+		*error_r = "invalid domain, user or folder name";
+		return -1;
+	}
+	int ret = uidlist_sync(store, mbox, ul_r, error_r);
+	int err = errno;
+	free(mbox);
+	errno = err;
+	return ret;
+}
