@@ -197,7 +197,7 @@ static int replay_lines(struct directory *dir, struct dir_state *state, const ch
 		}
 		line_len = (size_t)(nl - (data + pos));
 		if (apply_line(dir, state, data + pos, line_len, r->relaxed, err, sizeof(err)) < 0) {
-			*error_r = dir_error(dir, "%s line %u: %s", r->file,
+			*error_r = dir_error(dir, "%s: line %u: %s", r->file,
 					     r->first_line + r->records, err);
 			return -1;
 		}
@@ -213,8 +213,8 @@ static int replay_lines(struct directory *dir, struct dir_state *state, const ch
 static int load_snapshot(struct directory *dir, struct loaded *l, const char **error_r)
 {
 	int fd = open(dir->snapshot_path, O_RDONLY | O_CLOEXEC);
-	struct replay r = { .file = "snapshot", .first_line = 2, .relaxed = true };
-	const char *nl, *trailer;
+	struct replay r = { .file = dir->snapshot_path, .first_line = 2, .relaxed = true };
+	const char *nl, *last;
 	uint64_t count;
 	size_t len;
 	char *data;
@@ -234,16 +234,14 @@ static int load_snapshot(struct directory *dir, struct loaded *l, const char **e
 		*error_r = dir_error(dir, "%s: missing or malformed header line", dir->snapshot_path);
 		goto out;
 	}
-	/* the trailer is the last line */
-	trailer = len >= 2 ? data + len - 2 : data;
-	while (trailer > nl && *trailer != '\n')
-		trailer--;
-	if (len == 0 || data[len - 1] != '\n' || trailer == nl ||
-	    parse_header(trailer + 1, (size_t)(data + len - 1 - (trailer + 1)), "end", &count) < 0) {
+	/* the trailer is the last line; records lie between header and trailer */
+	last = len > 1 && data[len - 1] == '\n' ? memrchr(data, '\n', len - 1) : NULL;
+	if (last == NULL || last < nl ||
+	    parse_header(last + 1, (size_t)(data + len - 1 - (last + 1)), "end", &count) < 0) {
 		*error_r = dir_error(dir, "%s: truncated (no end line)", dir->snapshot_path);
 		goto out;
 	}
-	if (replay_lines(dir, l->state, nl + 1, (size_t)(trailer + 1 - (nl + 1)), &r, error_r) < 0)
+	if (replay_lines(dir, l->state, nl + 1, (size_t)(last - nl), &r, error_r) < 0)
 		goto out;
 	if (count != r.records) {
 		*error_r = dir_error(dir, "%s: has %u records, its end line says %" PRIu64,
@@ -308,7 +306,7 @@ static int journal_truncate(struct directory *dir, off_t size, const char **erro
 static int load_journal(struct directory *dir, bool locked, struct loaded *l,
 			const char **error_r)
 {
-	struct replay r = { .file = "journal", .first_line = 2 };
+	struct replay r = { .file = dir->journal_path, .first_line = 2 };
 	uint64_t generation;
 	const char *nl;
 	char *data;
@@ -465,7 +463,7 @@ static int reload(struct directory *dir, bool locked, const char **error_r)
 /* Reads journal bytes [offset, size) and applies their complete lines. */
 static int catch_up(struct directory *dir, bool locked, const char **error_r)
 {
-	struct replay r = { .file = "journal", .first_line = dir->journal_records + 2 };
+	struct replay r = { .file = dir->journal_path, .first_line = dir->journal_records + 2 };
 	int fd = open(dir->journal_path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	size_t len = 0;

@@ -66,7 +66,7 @@ int directory_open(const char *path, struct directory **dir_r, const char **erro
 	dir->snapshot_path = mf_asprintf("%s/snapshot", dir->path);
 	dir->lock_path = mf_asprintf("%s/lock", dir->path);
 	if (dir_store_open(dir, &error) < 0) {
-		snprintf(open_error, sizeof(open_error), "directory %s: %s", dir->path, error);
+		snprintf(open_error, sizeof(open_error), "%s", error);
 		*error_r = open_error;
 		directory_free(dir);
 		*dir_r = NULL;

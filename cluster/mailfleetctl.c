@@ -523,11 +523,11 @@ static int parse_option(struct ctl *ctl, const struct command *cmd, int argc,
 static int parse_command_args(struct ctl *ctl, const struct command *cmd, int argc, char **argv)
 {
 	for (int i = 0; i < argc; i++) {
-		if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+		/* "-5" stays an argument (a bad size), "-p" is refused as an option */
+		if ((strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') ||
+		    strcmp(argv[i], "-p") == 0) {
 			if (parse_option(ctl, cmd, argc, argv, &i) != 0)
 				return EXIT_USAGE;
-		} else if (strcmp(argv[i], "-p") == 0) {
-			return parse_option(ctl, cmd, argc, argv, &i);
 		} else if (ctl->arg_count == cmd->max_args) {
 			return usage_error("too many arguments (usage: mailfleetctl %s)", cmd->usage);
 		} else {

@@ -25,7 +25,7 @@
 #include <openssl/err.h>
 
 #define CLOSE_FLUSH_SECS 5
-#define INPUT_SLACK 65536   /* room for reading DATA in big chunks */
+#define INPUT_SLACK 16384   /* beyond line_max: room to read DATA in chunks */
 #define OUTPUT_COMPACT_MIN 65536
 #define BUFFER_KEEP_MAX 16384
 

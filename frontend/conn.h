@@ -64,4 +64,14 @@ typedef void conn_work_fn(void *arg);
 typedef void conn_done_fn(void *session, struct conn *conn, void *arg);
 void conn_run_blocking(struct conn *conn, conn_work_fn *work, conn_done_fn *done, void *arg);
 
+/* Notes by the frontend (implementation in frontend/conn.c):
+ * - conn_input()'s buffer holds at most limits.line_max + 16 KiB; when it is
+ *   full and session_input() consumed nothing, the connection is dropped, so
+ *   a protocol must reject an overlong line itself before that.
+ * - conn_set_timeout(conn, 0) goes back to limits.idle_timeout. The timeout
+ *   does not run while a conn_run_blocking() job is pending.
+ * - One blocking job per connection at a time (a second one aborts).
+ * - session_input() is called again after a job's done() when input is
+ *   still buffered (pipelining), also when no new bytes arrived. */
+
 #endif

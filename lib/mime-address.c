@@ -73,10 +73,19 @@ static void read_domain(struct mime_lexer *lx, struct buf *out)
 	}
 	/* dot-atom, tolerating spaces around dots (obs-domain) */
 	for (;;) {
-		mime_lex_token(lx, ADDR_SPECIALS, out);
-		mime_lex_skip_cfws(lx, NULL);
-		if (lx->p >= lx->end || out->len == 0 || out->data[out->len - 1] != '.')
+		if (mime_lex_token(lx, ADDR_SPECIALS, out) == 0)
 			return;
+		if (out->data[out->len - 1] != '.') {
+			const char *save = lx->p;
+			while (lx->p < lx->end && (*lx->p == ' ' || *lx->p == '\t'))
+				lx->p++;
+			if (lx->p >= lx->end || *lx->p != '.') {
+				lx->p = save; /* a comment after it may be the name */
+				return;
+			}
+			buf_append(out, ".", 1);
+			lx->p++;
+		}
 		mime_lex_skip_cfws(lx, NULL);
 	}
 }
@@ -153,7 +162,7 @@ static bool read_address(struct addr_ctx *c, bool in_group)
 	} else if (ch == '<') {
 		lx->p++;
 		read_angle(c, &phrase);
-	} else if (ch == ':' && !in_group) {
+	} else if (ch == ':' && !in_group && phrase.len > 0) {
 		lx->p++;
 		emit(c, NULL, NULL, mime_buf_strdup(&phrase), NULL, false);
 		while (lx->p < lx->end && read_address(c, true))

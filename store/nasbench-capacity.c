@@ -94,21 +94,20 @@ void nb_check_capacity(struct nb_ctx *ctx)
 
 	if (!ctx->mail_measured)
 		return;
-	if (iops <= 0) {
-		nb_report_add(ctx->report, "capacity.mail-store-users", NB_FAIL, 0, "users",
-			      "a level within the latency thresholds",
-			      "no concurrency level kept every operation's p99 within its threshold",
-			      "0 users");
-		return;
-	}
 	double users = iops / NB_IOPS_PER_USER_STORE;
-	enum nb_verdict v = ctx->opt.plan_users == 0 ? NB_INFO :
+	enum nb_verdict v = iops <= 0 ? NB_FAIL : ctx->opt.plan_users == 0 ? NB_INFO :
 		users >= (double)ctx->opt.plan_users ? NB_PASS : NB_FAIL;
 	char *thr = ctx->opt.plan_users == 0 ? mf_strdup("0.2 IOPS per user") :
 		mf_asprintf(">= %llu users planned", (unsigned long long)ctx->opt.plan_users);
-	nb_report_add(ctx->report, "capacity.mail-store-users", v, users, "users", thr,
-		v == NB_FAIL ? "this NAS is too slow for the planned users as a mail store" : NULL,
-		"~%.0f users (%.0f calls/s with %u threads / 0.2)", users, iops, ctx->mail_level_ok);
+	if (iops <= 0)
+		nb_report_add(ctx->report, "capacity.mail-store-users", v, 0, "users", thr,
+			      "no concurrency level kept every operation's p99 within its threshold",
+			      "0 users");
+	else
+		nb_report_add(ctx->report, "capacity.mail-store-users", v, users, "users", thr,
+			      v == NB_FAIL ? "this NAS is too slow for the planned users as a mail store" : NULL,
+			      "~%.0f users (%.0f calls/s with %u threads / 0.2)", users, iops,
+			      ctx->mail_level_ok);
 	nb_report_add(ctx->report, "capacity.system-volume-users", NB_INFO,
 		iops / NB_IOPS_PER_USER_SYSTEM, "users", "0.39 IOPS per user", NULL,
 		"~%.0f users if it held the system volume", iops / NB_IOPS_PER_USER_SYSTEM);

@@ -37,7 +37,7 @@ struct mail_run {
 	unsigned char *data;       /* random message bytes */
 	unsigned level;
 	pthread_barrier_t start;
-	atomic_uint_fast64_t deadline; /* set by one thread at the start barrier */
+	atomic_uint_fast64_t deadline; /* set by main between the two start barriers */
 };
 
 struct samples {
@@ -251,9 +251,8 @@ static void *worker_main(void *arg)
 
 	/* Connects this thread (libnfs: its own context) before the clock runs. */
 	(void)io_stat(run->ctx->io, run->cur_dir, &st);
-	if (pthread_barrier_wait(&run->start) == PTHREAD_BARRIER_SERIAL_THREAD)
-		atomic_store(&run->deadline, mf_now_us() + run->ctx->opt.level_ms * 1000ull);
-	pthread_barrier_wait(&run->start);
+	pthread_barrier_wait(&run->start);   /* all connected */
+	pthread_barrier_wait(&run->start);   /* main has set the deadline */
 	uint64_t deadline = atomic_load(&run->deadline);
 	for (unsigned n = 0; mf_now_us() < deadline && !nb_stopping(run->ctx); n++) {
 		enum mail_op op = pick_op(w, n);
@@ -461,8 +460,9 @@ static int run_level(struct mail_run *run, unsigned index)
 		pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
 	}
 	pthread_barrier_wait(&run->start);
-	pthread_barrier_wait(&run->start);
 	uint64_t t0 = mf_now_us(), len = ctx->opt.level_ms * 1000ull;
+	atomic_store(&run->deadline, t0 + len);
+	pthread_barrier_wait(&run->start);
 	while (mf_now_us() < t0 + len && !nb_stopping(ctx)) {
 		nb_progress_update(ctx->progress, phase,
 			(index + (double)(mf_now_us() - t0) / (double)len) / ctx->opt.level_count);

@@ -48,7 +48,7 @@ static void read_once(struct rename_race *rr)
 	char *data;
 	size_t len;
 
-	for (int attempt = 0; attempt < 3; attempt++) {
+	for (int attempt = 0; attempt < 10; attempt++) {
 		if (io_read_file(rr->ctx->io, rr->target, VERSION_SIZE * 2, &data, &len) == 0) {
 			atomic_fetch_add(&rr->reads, 1);
 			if (!version_ok(data, len))

@@ -110,7 +110,7 @@ static struct nb_check *report_rate(struct seq_run *s, const char *name, enum nb
 	double bytes = (double)s->blocks * s->ctx->opt.block_size;
 	double limit = s->ctx->thr[thr] * bytes / CLASSIC_SIZE;
 	char *threshold = bytes == CLASSIC_SIZE ? mf_asprintf("< %.2f s", limit) :
-		mf_asprintf("< %.3f s (%g s per 256 MiB)", limit, s->ctx->thr[thr]);
+		mf_asprintf("< %.3g s (%g s per 256 MiB)", limit, s->ctx->thr[thr]);
 	enum nb_verdict v = bad > 0 ? NB_FAIL : secs > limit ? over : NB_PASS;
 	char *bad_note = bad > 0 ? mf_asprintf("%llu blocks read back wrong", (unsigned long long)bad) : NULL;
 

@@ -37,6 +37,7 @@ static void usage(FILE *out)
 "  --levels LIST          mail workload concurrency levels (default 1,4,16)\n"
 "  --level-time SECS      run time per level (default 5, quick 0.6)\n"
 "  --readdir-entries N    entries of the listed folder (default 10000, quick 300)\n"
+"  --messages N           messages in cur/ for reads and flag renames (default 400, quick 64)\n"
 "  --threshold NAME=VALUE override a threshold (repeatable; names below)\n"
 "  --json                 JSON on stdout instead of the table\n"
 "  --json-out FILE        also write the JSON to FILE\n"
@@ -61,7 +62,7 @@ struct cli {
 	const char *json_out;
 	struct nb_provision prov;
 	bool prov_given;
-	bool size_given, levels_given, level_time_given, entries_given;
+	bool size_given, level_time_given, entries_given, messages_given;
 };
 
 static void defaults(struct cli *cli)
@@ -95,7 +96,8 @@ static void apply_quick(struct cli *cli)
 		o->level_ms = 600;
 	if (!cli->entries_given)
 		o->readdir_entries = 300;
-	o->pool_messages = 64;
+	if (!cli->messages_given)
+		o->pool_messages = 64;
 	o->race_rounds = 20;
 	o->rename_rounds = 40;
 }
@@ -153,7 +155,7 @@ static bool scratch_name_valid(const char *name)
 enum {
 	OPT_SIZE = 256, OPT_ONLY, OPT_SKIP, OPT_LEVELS, OPT_LEVEL_TIME, OPT_ENTRIES, OPT_THRESHOLD,
 	OPT_JSON, OPT_JSON_OUT, OPT_SCRATCH, OPT_MOUNT_OPTIONS, OPT_MOUNTINFO, OPT_USERS,
-	OPT_QUOTA, OPT_DAILY, OPT_AVG, OPT_YEARS, OPT_QUICK, OPT_HELP,
+	OPT_QUOTA, OPT_DAILY, OPT_AVG, OPT_YEARS, OPT_QUICK, OPT_HELP, OPT_MESSAGES,
 };
 
 static const struct option long_opts[] = {
@@ -164,6 +166,7 @@ static const struct option long_opts[] = {
 	{ "levels", required_argument, NULL, OPT_LEVELS },
 	{ "level-time", required_argument, NULL, OPT_LEVEL_TIME },
 	{ "readdir-entries", required_argument, NULL, OPT_ENTRIES },
+	{ "messages", required_argument, NULL, OPT_MESSAGES },
 	{ "threshold", required_argument, NULL, OPT_THRESHOLD },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "json-out", required_argument, NULL, OPT_JSON_OUT },
@@ -216,6 +219,13 @@ static int parse_one(struct cli *cli, int c, const char *arg, const char **error
 		if (parse_count(arg, 1, 1000000, &v) < 0)
 			return -1;
 		o->readdir_entries = (unsigned)v;
+		return 0;
+	case OPT_MESSAGES:
+		cli->messages_given = true;
+		*error_r = "--messages wants a number from 1 to 100000";
+		if (parse_count(arg, 1, 100000, &v) < 0)
+			return -1;
+		o->pool_messages = (unsigned)v;
 		return 0;
 	case OPT_THRESHOLD: return nb_threshold_parse(cli->thr, arg, error_r);
 	case OPT_JSON: cli->json = true; return 0;

@@ -400,6 +400,15 @@ static void deliver_reset(struct deliver_ctx *d)
 	mf_free(&d->new_path);
 }
 
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	return total;
+}
+
 int store_deliver(struct store *store, const char *domain, const char *user,
 		  const char *folder, const struct iovec *iov, int iovcnt, size_t size,
 		  char **basename_r, const char **error_r)
@@ -412,6 +421,12 @@ int store_deliver(struct store *store, const char *domain, const char *user,
 	*basename_r = NULL;
 	if (mbox == NULL) {
 		*error_r = "invalid domain, user or folder name";
+		return -1;
+	}
+	if (iov_total(iov, iovcnt) != size) {
+		free(mbox);
+		*error_r = "message size does not match its parts";
+		errno = EINVAL;
 		return -1;
 	}
 	d.mbox = mbox;

@@ -448,8 +448,8 @@ static int sync_locked(struct sync_ctx *s)
 	return 0;
 }
 
-int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
-		 const char **error_r)
+static int uidlist_sync_once(struct store *store, const char *mbox_path, struct uidlist **ul_r,
+			     const char **error_r)
 {
 	struct sync_ctx s = { .store = store, .mbox = mbox_path };
 	int ret, err;
@@ -478,6 +478,18 @@ int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul
 	free(s.lock_path);
 	free(s.lock_text);
 	errno = err;
+	return ret;
+}
+
+/* ESTALE (a handle the NAS no longer knows) gets one fresh try: every
+ * lookup starts again from the mount root. */
+int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
+		 const char **error_r)
+{
+	int ret = uidlist_sync_once(store, mbox_path, ul_r, error_r);
+
+	if (ret < 0 && errno == ESTALE)
+		ret = uidlist_sync_once(store, mbox_path, ul_r, error_r);
 	return ret;
 }
 

@@ -128,6 +128,10 @@ static int parse_record(struct uidlist *ul, const char *line, size_t len, const 
 		*error_r = "bad UID";
 		return -1;
 	}
+	if (uid >= UINT32_MAX - 1) {
+		*error_r = "UID too high";   /* next UID would not fit */
+		return -1;
+	}
 	if (ul->count > 0 && uid <= ul->recs[ul->count - 1].uid) {
 		*error_r = "UIDs not in ascending order";
 		return -1;

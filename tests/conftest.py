@@ -7,6 +7,7 @@ test SIGKILLed it on purpose) or if its stderr holds an AddressSanitizer,
 LeakSanitizer or UBSan ("runtime error") report.
 """
 import os
+import shutil
 import sys
 
 import pytest
@@ -36,11 +37,21 @@ def mf(tmp_path, tls_dir):
         pytest.fail("\n".join(problems), pytrace=False)
 
 
-@pytest.fixture
-def domain(mf):
-    """example.test with users a, b, c (quota 10M) and d (quota 2K)."""
-    mf.add_domain("example.test")
+@pytest.fixture(scope="session")
+def domain_template(tmp_path_factory):
+    """A directory with example.test: users a, b, c (quota 10M) and d (quota 2K),
+    made once with mailfleetctl (each run of the ASan build costs ~0.5 s)."""
+    d = str(tmp_path_factory.mktemp("directory-template") / "directory")
+    harness.ctl(d, "domain", "add", "example.test")
     for u in ("a", "b", "c"):
-        mf.add_user("%s@example.test" % u, quota="10M")
-    mf.add_user("d@example.test", quota="2K")
+        harness.ctl(d, "user", "add", "%s@example.test" % u, "--quota", "10M", stdin="secret\n")
+    harness.ctl(d, "user", "add", "d@example.test", "--quota", "2K", stdin="secret\n")
+    return d
+
+
+@pytest.fixture
+def domain(mf, domain_template):
+    """example.test with users a, b, c (quota 10M) and d (quota 2K), in a copy of
+    the session's template directory."""
+    shutil.copytree(domain_template, mf.directory, dirs_exist_ok=True)
     return "example.test"

@@ -566,6 +566,8 @@ def assert_delivered(maildir, message, rcpt, sender):
         maildir, len(hits), os.listdir(os.path.join(maildir, "new")) if os.path.isdir(
             os.path.join(maildir, "new")) else "no new/")
     path, data = hits[0]
+    crlf = data.count(b"\r\n")
+    assert crlf == 0 or crlf == data.count(b"\n"), "mixed line endings in %s" % path
     head = prepended_headers(data)
     assert re.search(r"(?mi)^Return-Path: <%s>$" % re.escape(sender), head), head
     rcpts = (rcpt,) if isinstance(rcpt, str) else tuple(rcpt)

@@ -452,3 +452,83 @@ def test_fault_injection(mf, domain, spec, must_fail):
     assert len(visible) == codes.count(250)
     tmp = os.path.join(maildir, "tmp")
     assert os.listdir(tmp) == [], "left in tmp/: %s" % os.listdir(tmp)
+
+
+def test_fault_injection_one_of_several_recipients(mf, domain):
+    """The second rename fails: one recipient of three gets a 4xx and has
+    nothing, the other two get 250 and the message; a retry to the failed one
+    then succeeds."""
+    node = mf.node({"store": {"fault_inject": "rename:2:EIO"}})
+    rcpts = ["a@example.test", "b@example.test", "c@example.test"]
+    msg = h.make_message(marker="fault-multi", size=5000)
+    res = h.deliver(node, SENDER, rcpts, msg)
+    failed = [r for r in rcpts if res[r][0] != 250]
+    assert len(failed) == 1 and 400 <= res[failed[0]][0] < 500, res
+    for r in rcpts:
+        if r in failed:
+            assert_nothing_visible(mf.maildir(r))
+        else:
+            h.assert_delivered(mf.maildir(r), msg, r, SENDER)
+        tmp = os.path.join(mf.maildir(r), "tmp")
+        assert not os.path.isdir(tmp) or os.listdir(tmp) == [], (r, os.listdir(tmp))
+    retry = h.deliver(node, SENDER, failed, msg)
+    assert retry[failed[0]][0] == 250, retry
+    h.assert_delivered(mf.maildir(failed[0]), msg, failed[0], SENDER)
+
+
+# ------------------------------------------------------------ timeouts and connection limits
+
+def test_idle_timeout_closes(mf, domain):
+    node = mf.node({"limits": {"idle_timeout": 2}})
+    c = node.raw()
+    c.greet()
+    start = time.monotonic()
+    data, closed = c.read_until_close(timeout=15)
+    c.close()
+    assert closed, "idle connection still open after 15 s"
+    assert 1.5 <= time.monotonic() - start <= 10, time.monotonic() - start
+
+
+def test_data_timeout_leaves_nothing(mf, domain):
+    node = mf.node({"limits": {"data_timeout": 2}})
+    c = raw_open_transaction(node, "a@example.test")
+    c.send(h.make_message(marker="stalled-in-data", size=5000)[:3000])
+    data, closed = c.read_until_close(timeout=15)
+    c.close()
+    assert closed, "stalled DATA still open after 15 s"
+    assert b"250" not in data, data
+    assert_nothing_visible(mf.maildir("a@example.test"))
+    ok = h.make_message(marker="after-data-timeout")
+    assert h.deliver(node, SENDER, ["a@example.test"], ok)["a@example.test"][0] == 250
+
+
+def test_connections_per_ip(mf, domain):
+    node = mf.node({"limits": {"connections_per_ip": 3}})
+    held = []
+    for _ in range(3):
+        c = node.raw()
+        c.greet()
+        held.append(c)
+    extra = node.raw(timeout=10)
+    data, closed = extra.read_until_close(timeout=10)
+    extra.close()
+    assert closed and not data.startswith(b"220"), data
+    held.pop().close()
+    deadline = time.monotonic() + 10
+    while True:  # the slot comes free once the node has seen the close
+        c = node.raw(timeout=10)
+        try:
+            c.greet()
+            break
+        except (EOFError, ConnectionResetError, AssertionError):
+            c.close()
+            assert time.monotonic() < deadline, "slot never freed"
+            time.sleep(0.1)
+    msg = h.make_message(marker="per-ip")
+    assert c.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+    assert c.cmd("RCPT TO:<a@example.test>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(h.dot_stuff(msg))
+    assert c.reply()[0] == 250
+    for x in held + [c]:
+        x.close()

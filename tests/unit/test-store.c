@@ -200,6 +200,12 @@ static void check_delivery(struct mf_io *io, bool lz4)
 	errno = 0;
 	CHECK_INT_EQ(deliver_str(store, "alice", "a/../b", "x", NULL), -1);
 	CHECK_INT_EQ(errno, EINVAL);
+	/* S= must be the truth: a size that is not the parts' sum is refused */
+	struct iovec iov = { .iov_base = (void *)"abc", .iov_len = 3 };
+	const char *error;
+	errno = 0;
+	CHECK_INT_EQ(store_deliver(store, "example.com", "alice", NULL, &iov, 1, 4, &name, &error), -1);
+	CHECK_INT_EQ(errno, EINVAL);
 
 	CHECK_INT_EQ(store_user_usage(store, "example.com", "alice", &bytes, &msgs), 0);
 	CHECK_INT_EQ(bytes, 41 + 23);

@@ -88,6 +88,7 @@ static void test_parse_garbage(void)
 		{ "3 V1 N1\n0 :a\n", 2 },
 		{ "3 V1 N1\n99999999999 :a\n", 2 },
 		{ "3 V1 N1\n4294967295 :a\n", 2 },
+		{ "3 V1 N1\n4294967294 :a\n", 2 },
 		{ "3 V1 N1\n5 :a\tb\n", 2 },
 		{ "", 1 },
 	};
@@ -273,6 +274,37 @@ static void test_import_dovecot(void)
 	CHECK(error != NULL);
 	free(fresh);
 	store_free(&store);
+}
+
+/* ESTALE once during a sync is retried; the lock is not left behind. */
+static void test_sync_estale(void)
+{
+	static const enum io_op ops[] = { IO_OP_READDIR, IO_OP_RENAME, IO_OP_OPEN, IO_OP_READ };
+
+	for (size_t i = 0; i < MF_N_ELEMENTS(ops); i++) {
+		struct mf_io *io = io_fault_new(io_mem_new());
+		struct store *store = new_store(io, 120);
+		struct io_stat st;
+		free(deliver(store, "eve", "one"));
+		io_fault_set(io, ops[i], 1, ESTALE, 0);
+		struct uidlist *ul = sync_ok(store, "eve");
+		CHECK(ul != NULL && ul->count == 1 && ul->recs[0].uid == 1);
+		uidlist_free(&ul);
+		CHECK_INT_EQ(io_stat(io, "example.com/eve/Maildir/mailfleet-uidlist.lock", &st), -1);
+		/* a hard failure reports the error and still unlocks */
+		free(deliver(store, "eve", "two"));
+		io_fault_set(io, IO_OP_RENAME, 1, EIO, 0);
+		const char *error = NULL;
+		errno = 0;
+		CHECK_INT_EQ(uidlist_sync_mailbox(store, "example.com", "eve", NULL, &ul, &error), -1);
+		CHECK_INT_EQ(errno, EIO);
+		CHECK(error != NULL && ul == NULL);
+		CHECK_INT_EQ(io_stat(io, "example.com/eve/Maildir/mailfleet-uidlist.lock", &st), -1);
+		ul = sync_ok(store, "eve");
+		CHECK(ul != NULL && ul->count == 2 && ul->next_uid == 3);
+		uidlist_free(&ul);
+		store_free(&store);
+	}
 }
 
 static char *tmp_root(void)
@@ -488,6 +520,7 @@ int main(void)
 	test_run(test_parse_garbage);
 	test_run(test_sync_basic);
 	test_run(test_import_dovecot);
+	test_run(test_sync_estale);
 	test_run(test_stale_lock);
 	test_run(test_sync_concurrent);
 	return test_exit();
