@@ -141,3 +141,49 @@ void imap_bodystructure_write(const struct mime_message *msg, const struct mime_
 	else
 		write_single(msg, part, extended, flags, out);
 }
+
+/* The n-th part inside x (a message root or any part). */
+static const struct mime_part *sub_part(const struct mime_part *x, bool is_root,
+					unsigned long n)
+{
+	const struct mime_part *c;
+
+	if (x->kind == MIME_PART_MESSAGE && !is_root) {
+		/* numbers below a message/rfc822 part are those of the
+		   encapsulated message; at the root, part 1 is the body */
+		x = x->children;
+		is_root = true;
+	}
+	if (x->kind == MIME_PART_MULTIPART) {
+		for (c = x->children; c != NULL && n > 1; c = c->next)
+			n--;
+		return c;
+	}
+	return is_root && n == 1 ? x : NULL;
+}
+
+const struct mime_part *imap_section_part(const struct mime_message *msg,
+					  const char *numbers, const char **end_r)
+{
+	const struct mime_part *part = msg->root;
+	const char *p = numbers;
+	bool is_root = true;
+
+	*end_r = numbers;
+	do {
+		unsigned long n = 0;
+		if (*p < '1' || *p > '9')
+			return NULL;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			n = n * 10 + (unsigned long)(*p - '0');
+			if (n > UINT32_MAX)
+				return NULL;
+		}
+		part = sub_part(part, is_root, n);
+		if (part == NULL)
+			return NULL;
+		is_root = false;
+		*end_r = p;
+	} while (*p == '.' && p[1] >= '0' && p[1] <= '9' && *p++ == '.');
+	return part;
+}

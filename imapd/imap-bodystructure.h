@@ -20,4 +20,14 @@
 void imap_bodystructure_write(const struct mime_message *msg, const struct mime_part *part,
 			      bool extended, unsigned int flags, struct buf *out);
 
+/* The part an IMAP section part number names (RFC 3501 6.4.5 / RFC 9051
+   6.4.5): "1", "2.1", "3.2.1" ... counted from the message root. A
+   message/rfc822 part's numbers continue into the encapsulated message; a
+   non-multipart message (or encapsulated message) has just part 1, its
+   body. Reads numbers separated by '.' from numbers and sets *end_r after the
+   last one (the caller checks for "", ".HEADER", ".MIME" ...). NULL when
+   there is no such part or a number is invalid. */
+const struct mime_part *imap_section_part(const struct mime_message *msg,
+					  const char *numbers, const char **end_r);
+
 #endif

@@ -48,10 +48,21 @@ void imap_append_string(struct buf *out, const char *str, size_t len, unsigned i
 		return;
 	}
 	buf_append(out, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			buf_append(out, "\\", 1);
-		buf_append(out, s[i] == '\0' ? (const unsigned char *)" " : &s[i], 1);
+	for (size_t i = 0; i < len;) {
+		size_t run = 0;
+		while (i + run < len && s[i + run] != '"' && s[i + run] != '\\' &&
+		       s[i + run] != '\0')
+			run++;
+		if (run > 0)
+			buf_append(out, s + i, run);
+		i += run;
+		if (i >= len)
+			break;
+		if (s[i] == '\0')
+			buf_append(out, " ", 1);
+		else
+			buf_append(out, (const char[]){ '\\', (char)s[i] }, 2);
+		i++;
 	}
 	buf_append(out, "\"", 1);
 }

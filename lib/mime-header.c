@@ -88,14 +88,19 @@ void mime_field_unfold(const unsigned char *v, size_t len, struct buf *out)
 
 	while (i < len && (is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n'))
 		i++;
-	for (; i < len; i++) {
-		if (v[i] == '\r' && i + 2 < len && v[i + 1] == '\n' && is_wsp(v[i + 2])) {
-			i++;
-			continue;
-		}
-		if (v[i] == '\n' && i + 1 < len && is_wsp(v[i + 1]))
-			continue;
-		buf_append(out, &v[i], 1);
+	while (i < len) {
+		/* copy up to the next line break, then drop it if it folds */
+		const unsigned char *lf = memchr(v + i, '\n', len - i);
+		size_t end = lf == NULL ? len : (size_t)(lf - v);
+		size_t copy_end = end;
+		bool fold = lf != NULL && end + 1 < len && is_wsp(v[end + 1]);
+		if (fold && copy_end > i && v[copy_end - 1] == '\r')
+			copy_end--;
+		if (copy_end > i)
+			buf_append(out, v + i, copy_end - i);
+		if (lf != NULL && !fold)
+			buf_append(out, "\n", 1);
+		i = lf == NULL ? len : end + 1;
 	}
 	while (out->len > start && (is_wsp(out->data[out->len - 1]) ||
 				    out->data[out->len - 1] == '\r' ||
@@ -160,17 +165,23 @@ void mime_lex_skip_cfws(struct mime_lexer *lx, struct buf *comment)
 
 void mime_lex_quoted(struct mime_lexer *lx, struct buf *out)
 {
-	for (lx->p++; lx->p < lx->end; lx->p++) {
-		char c = *lx->p;
-		if (c == '"') {
+	lx->p++;
+	while (lx->p < lx->end) {
+		const char *start = lx->p;
+		while (lx->p < lx->end && *lx->p != '"' && *lx->p != '\\' &&
+		       *lx->p != '\r' && *lx->p != '\n')
+			lx->p++;
+		if (lx->p > start)
+			buf_append(out, start, (size_t)(lx->p - start));
+		if (lx->p >= lx->end)
+			return;
+		if (*lx->p == '"') {
 			lx->p++;
 			return;
 		}
-		if (c == '\\' && lx->p + 1 < lx->end)
-			c = *++lx->p;
-		else if (c == '\r' || c == '\n')
-			continue;
-		buf_append(out, &c, 1);
+		if (*lx->p == '\\' && lx->p + 1 < lx->end)
+			buf_append(out, ++lx->p, 1);
+		lx->p++;
 	}
 }
 

@@ -68,9 +68,9 @@ out:
 	return ok;
 }
 
-static unsigned int read_params(struct mime_lexer *lx, struct raw_param *raw)
+static unsigned int read_params(struct mime_lexer *lx, struct raw_param **rawp)
 {
-	unsigned int n = 0;
+	unsigned int n = 0, cap = 0;
 
 	for (;;) {
 		mime_lex_skip_cfws(lx, NULL);
@@ -84,7 +84,11 @@ static unsigned int read_params(struct mime_lexer *lx, struct raw_param *raw)
 		mime_lex_skip_cfws(lx, NULL);
 		if (lx->p >= lx->end)
 			return n;
-		if (n < RAW_PARAMS_MAX && read_param(lx, &raw[n]))
+		if (n == cap && cap < RAW_PARAMS_MAX) {
+			cap = cap == 0 ? 4 : cap * 2;
+			*rawp = mf_realloc(*rawp, cap * sizeof(**rawp));
+		}
+		if (n < cap && read_param(lx, &(*rawp)[n]))
 			n++;
 		else
 			skip_to_semicolon(lx);
@@ -219,8 +223,8 @@ int mime_parse_content_value(const char *value, bool want_subtype, char **type_r
 		*subtype_r = mime_buf_strdup(&subtype);
 	}
 	*type_r = mime_buf_strdup(&type);
-	raw = mf_calloc(RAW_PARAMS_MAX, sizeof(*raw));
-	raw_count = read_params(&lx, raw);
+	raw = NULL;
+	raw_count = read_params(&lx, &raw);
 	if (raw_count > 0) {
 		*params_r = mf_calloc(raw_count, sizeof(**params_r));
 		*count_r = join_params(raw, raw_count, *params_r);

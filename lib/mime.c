@@ -275,8 +275,11 @@ static void part_end(struct ctx *c, struct part_priv *p, const struct mark *at)
 	struct mark end = *at;
 
 	if (p->in_header) {
-		if (end.off < p->start.off)
-			end = p->start;
+		if (end.off < p->start.off) {
+			/* an empty part right before a delimiter */
+			p->start = end;
+			p->pub.header_offset = end.off;
+		}
 		c->cur = p;
 		header_end(c, &end);
 		if (p->pub.kind == MIME_PART_MESSAGE) {
@@ -287,8 +290,13 @@ static void part_end(struct ctx *c, struct part_priv *p, const struct mark *at)
 			child->ended = true;
 		}
 	}
-	if (end.off < p->body.off)
-		end = p->body;
+	if (end.off < p->body.off) {
+		/* the delimiter took the line break of the blank line ending
+		   the header: the header ends before it, the body is empty */
+		p->body = end;
+		p->pub.body_offset = end.off;
+		size_set(&p->pub.header, c->msg, &p->start, &end);
+	}
 	size_set(&p->pub.body, c->msg, &p->body, &end);
 	p->ended = true;
 }

@@ -143,6 +143,14 @@ char *mime_param_get_utf8(const struct mime_param *params, unsigned int count,
 int mime_charset_to_utf8(const char *charset, const void *data, size_t len,
 			 struct buf *out);
 
+/* Decodes a body in Content-Transfer-Encoding encoding, appending to out:
+   NULL, 7bit, 8bit and binary are copied; base64 skips characters outside
+   the alphabet; quoted-printable drops soft line breaks and trailing
+   whitespace and keeps broken escapes as written. Returns -1 for an unknown
+   encoding (out unchanged), which IMAP BINARY answers with UNKNOWN-CTE. */
+int mime_decode_transfer(const char *encoding, const void *data, size_t len,
+			 struct buf *out);
+
 /* ---- addresses ---- */
 
 /* One entry of an address list in IMAP terms: a mailbox, or a group start

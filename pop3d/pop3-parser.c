@@ -113,6 +113,7 @@ static void parse_command(const char *line, size_t len, struct pop3_event *ev)
 		ev->type = POP3_EV_BAD_LINE;
 		return;
 	}
+	size_t full_len = len;
 	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
 		len--;
 	if (len == 0) {
@@ -123,12 +124,14 @@ static void parse_command(const char *line, size_t len, struct pop3_event *ev)
 	while (verb_len < len && line[verb_len] != ' ')
 		verb_len++;
 	set_verb(ev, line, verb_len);
-	if (verb_len < len) {
+	if (ev->cmd == POP3_CMD_PASS) {
+		/* the password is the rest of the line verbatim, spaces included */
+		ev->rest = line + MF_MIN(verb_len + 1, full_len);
+		ev->rest_len = full_len - MF_MIN(verb_len + 1, full_len);
+	} else if (verb_len < len) {
 		ev->rest = line + verb_len + 1;
 		ev->rest_len = len - verb_len - 1;
-		/* PASS takes the rest of the line verbatim; do not judge its spaces */
-		if (ev->cmd != POP3_CMD_PASS)
-			split_args(ev->rest, ev->rest_len, ev);
+		split_args(ev->rest, ev->rest_len, ev);
 	} else {
 		ev->rest = line + len;
 	}
@@ -166,9 +169,10 @@ void pop3_parser_next(struct pop3_parser *p, const unsigned char *in, size_t len
 	size_t line_len = lf_pos + 1 - line_end_len(in, lf_pos);
 	p->scan_pos = 0;
 	if (p->mode == POP3_MODE_SKIP_LINE) {
-		/* the too-long line ends here */
-		event_init(ev, POP3_EV_NEED_MORE, consumed);
+		/* the too-long line ends here; go on with what follows it */
 		p->mode = POP3_MODE_COMMAND;
+		pop3_parser_next(p, in + consumed, len - consumed, ev);
+		ev->consumed += consumed;
 		return;
 	}
 	if (consumed > p->line_max) {

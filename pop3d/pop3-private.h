@@ -16,7 +16,16 @@
 enum pop3_state {
 	POP3_STATE_AUTHORIZATION,
 	POP3_STATE_TRANSACTION,
+	POP3_STATE_UPDATE,                  /* QUIT in TRANSACTION: deleting, then closing */
 	POP3_STATE_LOGOUT,                  /* QUIT seen; the connection closes */
+};
+
+/* Multi-line output produced in bounded pieces. */
+enum pop3_output {
+	POP3_OUT_NONE,
+	POP3_OUT_MESSAGE,                   /* RETR / TOP */
+	POP3_OUT_LIST,                      /* LIST without argument */
+	POP3_OUT_UIDL,                      /* UIDL without argument */
 };
 
 struct pop3_session {
@@ -37,8 +46,9 @@ struct pop3_session {
 	uint64_t lock_refreshed_ms;
 	bool lock_lost;
 
-	/* RETR/TOP output in progress */
-	bool streaming;
+	/* multi-line output in progress */
+	enum pop3_output output;
+	unsigned list_next;                 /* LIST/UIDL: next message index */
 	unsigned char *msg_data;
 	struct pop3_msg_stream stream;
 	unsigned char *scratch;             /* POP3_CHUNK bytes */
@@ -58,8 +68,11 @@ void pop3_run_job(struct pop3_session *s, void (*work)(void *arg),
 /* Parses and handles buffered input until it runs out, a job starts or
  * message output waits for the client. */
 void pop3_process_input(struct pop3_session *s);
-/* Sends the message body (LF stored) as RETR/TOP output; takes data. */
+/* Sends the message (LF stored, len bytes of data) as RETR/TOP output,
+ * ending with "."; takes data (free() it). */
 void pop3_send_message(struct pop3_session *s, unsigned char *data, size_t len);
+/* Sends the LIST or UIDL listing (after the +OK line), ending with ".". */
+void pop3_send_listing(struct pop3_session *s, enum pop3_output kind);
 
 /* pop3-auth.c */
 void pop3_cmd_capa(struct pop3_session *s, const struct pop3_event *ev);
@@ -81,5 +94,8 @@ void pop3_cmd_dele(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_rset(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_noop(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_quit(struct pop3_session *s, const struct pop3_event *ev);
+/* Writes listing lines from s->list_next on into out[0..max); true when the
+ * final ".\r\n" was written too. */
+bool pop3_listing_fill(struct pop3_session *s, unsigned char *out, size_t max, size_t *written_r);
 
 #endif

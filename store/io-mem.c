@@ -42,6 +42,7 @@ struct mem_io {
 	struct mem_inode *root;
 	uint64_t next_ino;
 	uint64_t used_bytes, used_files;
+	int64_t clock_offset_secs;  /* the simulated NAS clock minus ours */
 };
 
 struct mem_file {
@@ -53,12 +54,12 @@ struct mem_file {
 #define MIO(io) ((struct mem_io *)(io))
 #define MFILE(f) ((struct mem_file *)(f))
 
-static void touch(struct mem_inode *inode)
+static void touch(struct mem_io *mio, struct mem_inode *inode)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	inode->mtime_sec = ts.tv_sec;
+	inode->mtime_sec = ts.tv_sec + mio->clock_offset_secs;
 	inode->mtime_nsec = (int32_t)ts.tv_nsec;
 }
 
@@ -70,7 +71,7 @@ static struct mem_inode *inode_new(struct mem_io *mio, bool is_dir, uint32_t mod
 	inode->ino = ++mio->next_ino;
 	inode->mode = (is_dir ? S_IFDIR : S_IFREG) | (mode & 07777);
 	inode->nlink = is_dir ? 2 : 1;
-	touch(inode);
+	touch(mio, inode);
 	mio->used_files++;
 	return inode;
 }
@@ -94,7 +95,7 @@ static struct mem_entry *entry_find(struct mem_inode *dir, const char *name)
 	return NULL;
 }
 
-static void entry_add(struct mem_inode *dir, const char *name, struct mem_inode *inode)
+static void entry_add(struct mem_io *mio, struct mem_inode *dir, const char *name, struct mem_inode *inode)
 {
 	struct mem_entry *e = mf_calloc(1, sizeof(*e));
 
@@ -104,11 +105,11 @@ static void entry_add(struct mem_inode *dir, const char *name, struct mem_inode 
 	dir->entries = e;
 	if (inode->is_dir)
 		inode->parent = dir;
-	touch(dir);
+	touch(mio, dir);
 }
 
 /* Unhooks the entry (does not drop the inode's link count). */
-static struct mem_inode *entry_remove(struct mem_inode *dir, const char *name)
+static struct mem_inode *entry_remove(struct mem_io *mio, struct mem_inode *dir, const char *name)
 {
 	for (struct mem_entry **ep = &dir->entries; *ep != NULL; ep = &(*ep)->next) {
 		if (strcmp((*ep)->name, name) == 0) {
@@ -117,7 +118,7 @@ static struct mem_inode *entry_remove(struct mem_inode *dir, const char *name)
 			*ep = e->next;
 			free(e->name);
 			free(e);
-			touch(dir);
+			touch(mio, dir);
 			return inode;
 		}
 	}
@@ -206,7 +207,7 @@ static int mem_open_locked(struct mem_io *mio, const char *path, int flags, uint
 		ret = -1;
 	} else {
 		*inode_r = inode_new(mio, false, mode);
-		entry_add(dir, name, *inode_r);
+		entry_add(mio, dir, name, *inode_r);
 	}
 	free(buf);
 	return ret;
@@ -224,7 +225,7 @@ static int mem_open(struct mf_io *io, const char *path, int flags, uint32_t mode
 		if ((flags & IO_O_TRUNC) && !inode->is_dir && inode->len > 0) {
 			mio->used_bytes -= inode->len;
 			inode->len = 0;
-			touch(inode);
+			touch(mio, inode);
 		}
 		inode->open_refs++;
 		struct mem_file *mf = mf_calloc(1, sizeof(*mf));
@@ -288,7 +289,7 @@ static ssize_t mem_pwrite(struct io_file *file, const void *buf, size_t len, uin
 		mio->used_bytes += end - inode->len;
 		inode->len = end;
 	}
-	touch(inode);
+	touch(mio, inode);
 	pthread_mutex_unlock(&mio->lock);
 	return (ssize_t)len;
 }
@@ -402,9 +403,9 @@ static int mem_rename_locked(struct mem_io *mio, struct mem_inode *fdir, const c
 	if (rename_check(fe->inode, tdir, te == NULL ? NULL : te->inode) < 0)
 		return -1;
 	if (te != NULL)
-		inode_unlinked(mio, entry_remove(tdir, tname));
-	struct mem_inode *inode = entry_remove(fdir, fname);
-	entry_add(tdir, tname, inode);
+		inode_unlinked(mio, entry_remove(mio, tdir, tname));
+	struct mem_inode *inode = entry_remove(mio, fdir, fname);
+	entry_add(mio, tdir, tname, inode);
 	return 0;
 }
 
@@ -443,7 +444,7 @@ static int mem_link(struct mf_io *io, const char *from, const char *to)
 			errno = EEXIST;
 		} else {
 			src->nlink++;
-			entry_add(tdir, tname, src);
+			entry_add(mio, tdir, tname, src);
 			ret = 0;
 		}
 		free(tbuf);
@@ -472,7 +473,7 @@ static int mem_remove(struct mf_io *io, const char *path, bool want_dir)
 		else if (want_dir && e->inode->entries != NULL)
 			errno = ENOTEMPTY;
 		else {
-			inode_unlinked(mio, entry_remove(dir, name));
+			inode_unlinked(mio, entry_remove(mio, dir, name));
 			ret = 0;
 		}
 		free(buf);
@@ -503,7 +504,7 @@ static int mem_mkdir(struct mf_io *io, const char *path, uint32_t mode)
 		if (name == NULL || entry_find(dir, name) != NULL) {
 			errno = EEXIST;
 		} else {
-			entry_add(dir, name, inode_new(mio, true, mode));
+			entry_add(mio, dir, name, inode_new(mio, true, mode));
 			ret = 0;
 		}
 		free(buf);
@@ -661,6 +662,17 @@ static const struct io_vfuncs mem_vfuncs = {
 	.utimes = mem_utimes,
 	.statvfs = mem_statvfs,
 };
+
+void io_mem_set_clock_offset(struct mf_io *io, int64_t offset_secs)
+{
+	struct mem_io *mio = MIO(io);
+
+	if (strcmp(io->v->name, "mem") != 0)
+		return;
+	pthread_mutex_lock(&mio->lock);
+	mio->clock_offset_secs = offset_secs;
+	pthread_mutex_unlock(&mio->lock);
+}
 
 struct mf_io *io_mem_new(void)
 {

@@ -56,6 +56,9 @@ int io_nfs_new(const char *url, struct mf_io **io_r, const char **error_r);
 int io_new_from_location(const char *location, struct mf_io **io_r, const char **error_r);
 /* Everything in memory; for unit tests. */
 struct mf_io *io_mem_new(void);
+/* Makes an io_mem_new() object stamp mtimes offset_secs away from the local
+ * clock, to test logic that must use the NAS's clock (skew). */
+void io_mem_set_clock_offset(struct mf_io *io, int64_t offset_secs);
 /* Wraps inner (takes ownership). Fails calls as configured by io_fault_set(). */
 struct mf_io *io_fault_new(struct mf_io *inner);
 void io_free(struct mf_io **io);

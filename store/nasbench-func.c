@@ -67,7 +67,9 @@ static void check_files(struct nb_ctx *ctx)
 	} else if (io_open(ctx->io, p, IO_O_RDWR, 0, &f) < 0) {
 		fail_errno(ctx, name, "open for update");
 	} else if (io_pwrite(f, "XY", 2, 2) != 2 || io_close(&f) < 0) {
+		int err = errno != 0 ? errno : EIO;
 		io_close(&f);
+		errno = err;
 		fail_errno(ctx, name, "modify in place");
 	} else if (write_file(ctx->io, p, IO_O_APPEND, " world", 6) < 0) {
 		fail_errno(ctx, name, "append");

@@ -253,7 +253,8 @@ void nb_check_mount(struct nb_ctx *ctx)
 	if (ctx->is_nfs) {
 		nb_report_add(ctx->report, "mount.options", NB_INFO, NAN, NULL,
 			      "applies to kernel NFS mounts",
-			      "not applicable: libnfs is a userspace client without mount options",
+			      "not applicable: libnfs is a userspace client without mount options; "
+			      "its directory cache is off (dircache=0) unless the URL sets it",
 			      "libnfs (%s)", "no kernel mount");
 		return;
 	}

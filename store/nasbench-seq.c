@@ -215,38 +215,49 @@ void nb_check_sequential(struct nb_ctx *ctx)
 
 /* --- fsync --- */
 
-void nb_check_fsync(struct nb_ctx *ctx)
+/* Writes data, times the fsync, closes, and reads the file back cold.
+ * -1 with errno and *what_r naming the call that failed. */
+static int fsync_roundtrip(struct nb_ctx *ctx, const char *path, const unsigned char *data, size_t len,
+			   double *ms_r, char **got_r, size_t *got_len_r, const char **what_r)
 {
-	const char *name = "func.fsync";
-	size_t len = 1024 * 1024;
-	unsigned char *data = mf_malloc(len);
-	char *p = nb_path(ctx, "f-fsync"), *got = NULL;
-	char *thr = mf_asprintf("ok, < %g ms", ctx->thr[NB_THR_FSYNC_MS]);
 	struct io_file *f = NULL;
-	const char *what = "create";
-	size_t got_len = 0;
-	double ms = 0;
+	int ret, err;
 
-	nb_fill_random(data, len, 0xf5);
-	int ret = io_open(ctx->io, p, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0644, &f);
-	if (ret == 0 && (what = "write", ret = io_write_all(f, data, len)) == 0) {
+	*what_r = "create";
+	ret = io_open(ctx->io, path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0644, &f);
+	if (ret == 0 && (*what_r = "write", ret = io_write_all(f, data, len)) == 0) {
 		uint64_t t0 = mf_now_us();
-		what = "fsync";
+		*what_r = "fsync";
 		ret = io_fsync(f);
-		ms = (double)(mf_now_us() - t0) / 1000.0;
+		*ms_r = (double)(mf_now_us() - t0) / 1000.0;
 	}
-	int err = errno;
+	err = errno;
 	if (f != NULL && io_close(&f) < 0 && ret == 0)
-		ret = -1, err = errno, what = "close";
+		ret = -1, err = errno, *what_r = "close";
 	if (ret == 0 && !ctx->is_nfs) {
-		char *local = mf_asprintf("%s/%s", ctx->local_root, p);
+		char *local = mf_asprintf("%s/%s", ctx->local_root, path);
 		double still;
 		(void)nb_local_drop_cache(local, &still);
 		free(local);
 	}
-	if (ret == 0 && io_read_file(ctx->io, p, len, &got, &got_len) < 0)
-		ret = -1, err = errno, what = "read back";
-	if (ret < 0) {
+	if (ret == 0 && io_read_file(ctx->io, path, len, got_r, got_len_r) < 0)
+		ret = -1, err = errno, *what_r = "read back";
+	errno = err;
+	return ret;
+}
+
+void nb_check_fsync(struct nb_ctx *ctx)
+{
+	const char *name = "func.fsync", *what;
+	size_t len = 1024 * 1024, got_len = 0;
+	unsigned char *data = mf_malloc(len);
+	char *p = nb_path(ctx, "f-fsync"), *got = NULL;
+	char *thr = mf_asprintf("ok, < %g ms", ctx->thr[NB_THR_FSYNC_MS]);
+	double ms = 0;
+
+	nb_fill_random(data, len, 0xf5);
+	if (fsync_roundtrip(ctx, p, data, len, &ms, &got, &got_len, &what) < 0) {
+		int err = errno;
 		char *note = nb_errstr(what, err);
 		nb_fatal_check(ctx, err, what);
 		nb_report_add(ctx->report, name, NB_FAIL, NAN, NULL, thr, note, "error");
@@ -255,9 +266,9 @@ void nb_check_fsync(struct nb_ctx *ctx)
 		nb_report_add(ctx->report, name, NB_FAIL, ms, "ms", thr,
 			      "fsync said stored, but the data read back differs", "data differs");
 	} else {
-		nb_report_add(ctx->report, name, ms > ctx->thr[NB_THR_FSYNC_MS] ? NB_WARN : NB_PASS,
-			      ms, "ms", thr, ms > ctx->thr[NB_THR_FSYNC_MS] ?
-			      "slow fsync: every delivery waits for one" : NULL,
+		bool slow = ms > ctx->thr[NB_THR_FSYNC_MS];
+		nb_report_add(ctx->report, name, slow ? NB_WARN : NB_PASS, ms, "ms", thr,
+			      slow ? "slow fsync: every delivery waits for one" : NULL,
 			      "1 MiB fsync'd in %.2f ms, read back intact", ms);
 	}
 	free(thr);

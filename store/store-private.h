@@ -49,8 +49,9 @@ uint64_t store_next_counter(struct store *store);
 /* The NAS's idea of "now" (seconds), from the mtime of a file created there,
  * re-measured every minute; falls back to the local clock if that fails. */
 int64_t store_nas_now(struct store *store);
-/* Called after a delivery of size bytes to domain succeeded. */
-void store_usage_delivered(struct store *store, const char *domain, uint64_t size);
+/* Called after a delivery of size bytes to domain/user succeeded. */
+void store_usage_delivered(struct store *store, const char *domain, const char *user,
+			   uint64_t size);
 void store_usage_init(struct store *store);
 void store_usage_deinit(struct store *store);
 

@@ -41,6 +41,9 @@ struct user_usage {
 	int64_t mtime_sec;           /* of Maildir/ (folders added or removed) */
 	int32_t mtime_nsec;
 	bool trusted;
+	uint64_t computed_ms;        /* when the NAS was last asked */
+	uint64_t bytes, messages;    /* the totals then */
+	uint64_t local_bytes, local_messages; /* delivered by us since */
 	struct dir_usage *dirs;
 	size_t count;
 };
@@ -87,13 +90,22 @@ void store_usage_deinit(struct store *store)
 	scache_deinit(&store->domain_usage);
 }
 
-void store_usage_delivered(struct store *store, const char *domain, uint64_t size)
+void store_usage_delivered(struct store *store, const char *domain, const char *user,
+			   uint64_t size)
 {
+	char *key = mf_asprintf("%s/%s", domain, user);
+
 	pthread_mutex_lock(&store->lock);
 	struct domain_usage *d = scache_get(&store->domain_usage, domain);
 	if (d != NULL)
 		d->bytes += size;
+	struct user_usage *u = scache_get(&store->user_usage, key);
+	if (u != NULL) {
+		u->local_bytes += size;
+		u->local_messages++;
+	}
 	pthread_mutex_unlock(&store->lock);
+	free(key);
 }
 
 struct scan_ctx {
@@ -245,6 +257,10 @@ static int usage_compute(struct store *store, const char *key, const char *maild
 		*bytes_r += u->dirs[i].bytes;
 		*messages_r += u->dirs[i].messages;
 	}
+	u->bytes = *bytes_r;
+	u->messages = *messages_r;
+	u->local_bytes = u->local_messages = 0;
+	u->computed_ms = mf_now_ms();
 	pthread_mutex_lock(&store->lock);
 	scache_put(&store->user_usage, key, u);
 	pthread_mutex_unlock(&store->lock);
@@ -266,6 +282,26 @@ int store_user_usage(struct store *store, const char *domain, const char *user,
 	free(maildir);
 	errno = err;
 	return ret;
+}
+
+int store_user_usage_recent(struct store *store, const char *domain, const char *user,
+			    unsigned max_age_ms, uint64_t *bytes_r, uint64_t *messages_r)
+{
+	char *key = mf_asprintf("%s/%s", domain, user);
+	bool hit = false;
+
+	pthread_mutex_lock(&store->lock);
+	struct user_usage *u = scache_get(&store->user_usage, key);
+	if (u != NULL && mf_now_ms() - u->computed_ms < max_age_ms) {
+		*bytes_r = u->bytes + u->local_bytes;
+		*messages_r = u->messages + u->local_messages;
+		hit = true;
+	}
+	pthread_mutex_unlock(&store->lock);
+	free(key);
+	if (hit)
+		return 0;
+	return store_user_usage(store, domain, user, bytes_r, messages_r);
 }
 
 struct domain_ctx {

@@ -458,7 +458,7 @@ int store_deliver(struct store *store, const char *domain, const char *user,
 	if (ret == 0) {
 		*basename_r = d.name;
 		d.name = NULL;
-		store_usage_delivered(store, domain, size);
+		store_usage_delivered(store, domain, user, size);
 	} else {
 		*error_r = d.error;
 	}

@@ -61,6 +61,14 @@ int store_deliver(struct store *store, const char *domain, const char *user,
 int store_user_usage(struct store *store, const char *domain, const char *user,
 		     uint64_t *bytes_r, uint64_t *messages_r);
 int store_domain_usage(struct store *store, const char *domain, uint64_t *bytes_r);
+/* Like store_user_usage(), but a result computed less than max_age_ms ago is
+ * reused (plus what this store has delivered to the user since), without
+ * asking the NAS. It may miss what other nodes delivered within max_age_ms;
+ * a quota check can use it while the user is well below the limit and call
+ * store_user_usage() near it. (store_user_usage() re-reads every changed
+ * new/ or cur/, which costs a directory listing per delivery.) */
+int store_user_usage_recent(struct store *store, const char *domain, const char *user,
+			    unsigned max_age_ms, uint64_t *bytes_r, uint64_t *messages_r);
 
 /* Reads a message file, undoing lz4 if the file starts with the lz4 frame
  * magic. *data_r is malloc()ed. */

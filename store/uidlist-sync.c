@@ -136,18 +136,27 @@ static int lock_take(struct sync_ctx *s)
 	}
 }
 
-/* Removes the lock only if it is still ours (it may have been broken). */
+/* Removes the lock only if it is still ours (it may have been broken as
+ * stale and taken by another node). When it cannot be read back (EIO,
+ * ESTALE twice), it is removed anyway: a lock left behind would block the
+ * mailbox for lock_timeout_secs, while removing a lock that is no longer
+ * ours needs us to have held it for that long already. */
 static void lock_release(struct sync_ctx *s)
 {
-	char *data;
+	char *data = NULL;
 	size_t len;
+	int ret = io_read_file(s->store->io, s->lock_path, 4096, &data, &len);
 
-	if (io_read_file(s->store->io, s->lock_path, 4096, &data, &len) < 0)
+	if (ret < 0 && errno == ESTALE)
+		ret = io_read_file(s->store->io, s->lock_path, 4096, &data, &len);
+	if (ret < 0 && errno == ENOENT) {
+		log_warn("store: uidlist lock %s vanished while held", s->lock_path);
 		return;
-	if (strcmp(data, s->lock_text) == 0)
-		io_unlink(s->store->io, s->lock_path);
-	else
+	}
+	if (ret == 0 && strcmp(data, s->lock_text) != 0)
 		log_warn("store: uidlist lock %s was taken over", s->lock_path);
+	else if (io_unlink(s->store->io, s->lock_path) < 0 && errno == ESTALE)
+		io_unlink(s->store->io, s->lock_path);
 	free(data);
 }
 

@@ -527,6 +527,41 @@ def prepended_headers(stored):
     return lf(stored[:idx]).decode("utf-8", "replace")
 
 
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
+def lz4_decompress(data):
+    """Decodes an lz4 frame with liblz4 (ctypes; the lz4 CLI is not a dependency)."""
+    import ctypes
+    lib = ctypes.CDLL("liblz4.so.1")
+    lib.LZ4F_createDecompressionContext.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint]
+    lib.LZ4F_freeDecompressionContext.argtypes = [ctypes.c_void_p]
+    lib.LZ4F_decompress.restype = ctypes.c_size_t
+    lib.LZ4F_decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                    ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
+    lib.LZ4F_isError.argtypes = [ctypes.c_size_t]
+    dctx = ctypes.c_void_p()
+    assert lib.LZ4F_createDecompressionContext(ctypes.byref(dctx), 100) == 0
+    out, pos = [], 0
+    src = ctypes.create_string_buffer(data, len(data))
+    dst = ctypes.create_string_buffer(1 << 16)
+    try:
+        while True:
+            src_size = ctypes.c_size_t(len(data) - pos)
+            dst_size = ctypes.c_size_t(len(dst))
+            ret = lib.LZ4F_decompress(dctx, dst, ctypes.byref(dst_size),
+                                      ctypes.byref(src, pos), ctypes.byref(src_size), None)
+            assert not lib.LZ4F_isError(ret), "corrupt lz4 frame"
+            out.append(dst.raw[:dst_size.value])
+            pos += src_size.value
+            if ret == 0:
+                assert pos == len(data), "data after the lz4 frame"
+                return b"".join(out)
+            assert src_size.value or dst_size.value, "truncated lz4 frame"
+    finally:
+        lib.LZ4F_freeDecompressionContext(dctx)
+
+
 def digest(data):
     return hashlib.sha256(lf(data)).hexdigest()
 

@@ -53,6 +53,13 @@ def test_check_config_prints_effective_config(mf):
     assert h.port_is_free(node.lmtp_port)
 
 
+def test_packaged_example_config_is_valid():
+    path = os.path.join(h.ROOT, "packaging", "mailfleet.conf")
+    proc = run_daemon(["--config", path, "--check-config"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mailfleet.conf" in proc.stdout and 'protocol = "lmtp"' in proc.stdout, proc.stdout
+
+
 def test_check_config_output_is_a_valid_config(mf, tmp_path):
     node = mf.node({"limits": {"rcpt_max": 33}}, start=False)
     first = run_daemon(["--config", node.config_path, "--check-config"])

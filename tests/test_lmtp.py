@@ -8,6 +8,7 @@ import smtplib
 import ssl
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -387,6 +388,31 @@ def test_starttls_then_delivery(mf, domain):
     h.assert_delivered(mf.maildir("a@example.test"), msg, "a@example.test", SENDER)
 
 
+def starttls_raw(node, ctx):
+    c = node.raw()
+    c.greet()
+    code, texts = c.cmd("STARTTLS")
+    assert code == 220, (code, texts)
+    try:
+        return ctx.wrap_socket(c.sock).version()
+    finally:
+        c.close()
+
+
+def test_tls_below_1_2_refused(mf, domain):
+    # Without the system OpenSSL policy, only the daemon's own minimum applies.
+    node = mf.node(extra_env={"OPENSSL_CONF": "/dev/null"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = h.insecure_tls_context()
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL"):
+        starttls_raw(node, old)
+    assert starttls_raw(node, h.insecure_tls_context()) in ("TLSv1.2", "TLSv1.3")
+
+
 def test_unix_socket_listener(mf, domain):
     node = mf.node()
     c = smtplib.LMTP(node.sock_path, timeout=30)
@@ -532,3 +558,22 @@ def test_connections_per_ip(mf, domain):
     assert c.reply()[0] == 250
     for x in held + [c]:
         x.close()
+
+
+def test_lz4_at_rest(mf, domain):
+    """With store.compress_lz4 the file in new/ is an lz4 frame that decodes to
+    the delivered message; its S= size is the uncompressed one, so quota counts
+    what the user sees."""
+    node = mf.node({"store": {"compress_lz4": True}})
+    msg = h.make_message(marker="compressible", size=60000)
+    assert h.deliver(node, SENDER, ["a@example.test"], msg)["a@example.test"][0] == 250
+    files = h.maildir_files(mf.maildir("a@example.test"))
+    assert len(files) == 1
+    raw = h.read(files[0])
+    assert raw.startswith(h.LZ4_MAGIC), raw[:16]
+    plain = h.lz4_decompress(raw)
+    assert h.sent_part(plain) == h.lf(msg)
+    assert "Delivered-To: a@example.test" in h.prepended_headers(plain)
+    assert len(raw) < len(plain) // 3
+    size = re.search(r",S=(\d+)", os.path.basename(files[0]))
+    assert size and int(size.group(1)) == len(plain), (files[0], len(plain))

@@ -255,6 +255,7 @@ def test_sigint_mid_run_cleans_up(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert not any(m in err for m in SAN_MARKERS), err
     assert proc.returncode == 128 + signal.SIGINT, err
     assert "interrupted" in err
     report = json.loads(out)
@@ -422,6 +423,7 @@ def test_nfs_sigterm_cleans_up(nfs_url, nfs):
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert not any(m in err for m in SAN_MARKERS), err
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "INTERRUPTED" in out
     # nfs_url's teardown asserts the export is empty
@@ -447,10 +449,22 @@ def test_slow_nas_is_told_from_a_fast_one(nfs, tmp_path):
     assert_consistent(proc, slow, table)
     slow_rows = mail_rows(slow)
     assert slow_rows["mail.c1.deliver"]["verdict"] == "FAIL"
-    assert sum(c["verdict"] in ("WARN", "FAIL") for c in slow_rows.values()) >= 6, slow_rows
+    assert sum(c["verdict"] in ("WARN", "FAIL") for c in slow_rows.values()) >= 8, slow_rows
     for name, row in slow_rows.items():
-        if row["count"] > 0:
-            assert row["p50_ms"] > fast_rows[name]["p50_ms"] + RELAY_DELAY_MS, (row, fast_rows[name])
+        assert row["count"] > 0, row
+        assert row["p50_ms"] > fast_rows[name]["p50_ms"] + RELAY_DELAY_MS, (row, fast_rows[name])
     assert checks_by_name(slow)["capacity.mail-store-users"]["verdict"] == "FAIL"
     assert proc.returncode == 1
     assert leftovers(nfs.export_dir) == []
+
+
+def test_man_page_and_help_list_every_threshold():
+    helptext = run(["--help"]).stdout
+    names = re.findall(r"^  ([a-z0-9-]+-(?:s|ms))\s", helptext, re.M)
+    assert len(names) == 10, helptext
+    with open(os.path.join(ROOT, "packaging", "mailfleet-nasbench.1")) as f:
+        man = f.read()
+    for name in names:
+        assert "\n%s\t" % name in man, name
+    for opt in re.findall(r"^  (--[a-z-]+)", helptext, re.M):
+        assert "\\-\\-" + opt[2:] in man, opt

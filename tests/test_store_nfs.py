@@ -76,6 +76,12 @@ def test_deliver_and_read_back(nfs, version, size):
     rc, stdout, out = run_tool(nfs.url(version=version), "usage", "example.com", user)
     assert rc == 0, out
     assert stdout.split() == [str(40 * size), "40"]
+    rc, stdout, out = run_tool(nfs.url(version=version), "sync", "example.com", user)
+    assert rc == 0, out
+    assert stdout.split()[1:] == ["41", "40"]
+    with open(os.path.join(md, "mailfleet-uidlist")) as f:
+        lines = f.read().splitlines()
+    assert sorted(line.split(" :", 1)[1] for line in lines[1:]) == sorted(names)
 
 
 def test_lz4_over_nfs_read_locally(nfs):

@@ -531,6 +531,13 @@ def ratio(a, b):
     return a / b if a and b else float("nan")
 
 
+def round_ratio(a, b, key="rate"):
+    """Median over rounds of a[i][key] / b[i][key]: contestants of one round run
+    close together, so this cancels slow drifts in the machine's load."""
+    vals = [x[key] / y[key] for x, y in zip(a, b) if x.get(key) and y.get(key)]
+    return statistics.median(vals) if vals else float("nan")
+
+
 def report_posix(res):
     mf, dc = res.get("mailfleet"), res["Dovecot"]
     p0, p1 = res["physical limit"], res["physical limit +fsync new/"]
@@ -544,12 +551,15 @@ def report_posix(res):
     log(fmt_row("physical limit: ... + fsync of new/", p1, "  (no server; CPU = the writer itself)"))
     if mf:
         r_mf, r_dc = median_of(mf, "rate"), median_of(dc, "rate")
-        log("  mailfleet / Dovecot, messages/s:          %6.2f x" % ratio(r_mf, r_dc))
-        log("  Dovecot / mailfleet, CPU per message:     %6.2f x" % ratio(median_of(dc, "cpu_ms"),
-                                                                     median_of(mf, "cpu_ms")))
-        log("  mailfleet / physical limit +fsync new/:   %6.2f   (same durability as mailfleet)"
-            % ratio(r_mf, median_of(p1, "rate")))
-        log("  mailfleet / physical limit (no dir fsync):%6.2f" % ratio(r_mf, median_of(p0, "rate")))
+        log("  ratios                                      of medians   median of per-round")
+        log("  mailfleet / Dovecot, messages/s:               %6.2f x     %6.2f x"
+            % (ratio(r_mf, r_dc), round_ratio(mf, dc)))
+        log("  Dovecot / mailfleet, CPU per message:          %6.2f x     %6.2f x"
+            % (ratio(median_of(dc, "cpu_ms"), median_of(mf, "cpu_ms")), round_ratio(dc, mf, "cpu_ms")))
+        log("  mailfleet / physical limit +fsync new/:        %6.2f       %6.2f     (same durability as mailfleet)"
+            % (ratio(r_mf, median_of(p1, "rate")), round_ratio(mf, p1)))
+        log("  mailfleet / physical limit (no dir fsync):     %6.2f       %6.2f"
+            % (ratio(r_mf, median_of(p0, "rate")), round_ratio(mf, p0)))
 
 
 def report_nfs(res, dovecot_local, url):
@@ -571,11 +581,13 @@ def report_nfs(res, dovecot_local, url):
         log(fmt_row("reference: Dovecot LMTP on LOCAL disk", dovecot_local))
     if mf:
         r_mf = median_of(mf, "rate")
-        log("  mailfleet over NFS / physical limit over NFS:  %6.2f" % ratio(r_mf, median_of(p0, "rate")))
+        log("  ratios                                      of medians   median of per-round")
+        log("  mailfleet over NFS / physical limit over NFS:  %6.2f       %6.2f"
+            % (ratio(r_mf, median_of(p0, "rate")), round_ratio(mf, p0)))
         if dovecot_local:
-            log("  mailfleet over NFS / Dovecot on local disk:    %6.2f x" %
+            log("  mailfleet over NFS / Dovecot on local disk:    %6.2f x     (different runs)" %
                 ratio(r_mf, median_of(dovecot_local, "rate")))
-            log("  Dovecot (local) / mailfleet (NFS), CPU per message: %6.2f x"
+            log("  Dovecot (local) / mailfleet (NFS), CPU/msg:    %6.2f x     (different runs)"
                 % ratio(median_of(dovecot_local, "cpu_ms"), median_of(mf, "cpu_ms")))
 
 
@@ -716,6 +728,11 @@ def main(argv):
             report_posix(posix)
         if nfs:
             report_nfs(nfs, dovecot_local, url)
+        fastest = max([median_of(r, "rate") for part in (posix, nfs) if part
+                       for name, r in part.items() if not name.startswith("physical")] or [0])
+        log("")
+        log("client check: the load generator alone reaches %.0f msg/s against a sink, %.1f x the "
+            "fastest server here (%.0f msg/s)" % (cc["rate"], ratio(cc["rate"], fastest), fastest))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=1)

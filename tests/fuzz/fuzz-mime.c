@@ -94,7 +94,14 @@ static void check_balanced(const struct buf *b)
 
 static void walk(const struct mime_message *msg, const struct mime_part *part)
 {
+	struct buf body;
+
 	check_headers(msg, part);
+	buf_init(&body, 0);
+	if (part->kind == MIME_PART_LEAF)
+		(void)mime_decode_transfer(part->encoding, msg->data + part->body_offset,
+					   part->body.physical, &body);
+	buf_free(&body);
 	for (const struct mime_part *c = part->children; c != NULL; c = c->next)
 		walk(msg, c);
 }
@@ -120,6 +127,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (count != msg->part_count)
 		abort();
 	walk(msg, msg->root);
+	static const char *const sections[] = { "1", "2", "1.1", "2.1.HEADER", "1.2.3.4", "3.1" };
+	for (size_t i = 0; i < MF_N_ELEMENTS(sections); i++) {
+		const char *end;
+		const struct mime_part *p = imap_section_part(msg, sections[i], &end);
+		if (p != NULL && (p->body_offset + p->body.physical > msg->size ||
+				  end < sections[i] || end > sections[i] + strlen(sections[i])))
+			abort();
+	}
 	buf_init(&out, 0);
 	imap_bodystructure_write(msg, msg->root, true, (data[0] & 4) ? IMAP_QUOTE_UTF8 : 0, &out);
 	check_balanced(&out);

@@ -3,14 +3,17 @@
  * against a real NFS server:
  *
  *   store-tool [--lz4] [--threads N] LOCATION conformance [BASE]
- *   store-tool [--lz4] [--threads N] LOCATION deliver DOMAIN USER COUNT [SIZE]
+ *   store-tool [--lz4] [--threads N] [--usage-check] LOCATION deliver DOMAIN USER COUNT [SIZE]
  *   store-tool LOCATION usage DOMAIN USER     -> "<bytes> <messages>"
  *   store-tool LOCATION domain-usage DOMAIN   -> "<bytes>"
  *   store-tool LOCATION sync DOMAIN USER      -> "<uidvalidity> <nextuid> <count>"
  *   store-tool LOCATION read PATH             -> the message on stdout
  *
  * deliver reads every message back and compares it; it prints
- * "delivered <n> failed <m>" and exits non-zero when anything failed. */
+ * "delivered <n> failed <m>" and exits non-zero when anything failed.
+ * --usage-check asks for the user's quota usage before each delivery, as
+ * the LMTP server does; --usage-recent MS does it with
+ * store_user_usage_recent(MS). */
 #include "store/store.h"
 #include "store/uidlist.h"
 #include "tests/unit/io-conformance.h"
@@ -24,12 +27,16 @@ TEST_DEFINE_GLOBALS
 
 struct options {
 	bool lz4;
+	bool usage_check;   /* store_user_usage() before each delivery, as LMTP does */
+	int usage_recent_ms;  /* >= 0: store_user_usage_recent() instead */
 	unsigned threads;
 	const char *location;
 };
 
 struct deliver_job {
 	struct store *store;
+	bool usage_check;
+	int usage_recent_ms;
 	const char *domain, *user;
 	unsigned first, count;
 	size_t size;
@@ -53,6 +60,13 @@ static bool deliver_one(struct deliver_job *j, unsigned n, char *buf)
 	size_t len = 0;
 
 	make_message(n, j->size, buf);
+	uint64_t bytes, msgs;
+	if (j->usage_check && (j->usage_recent_ms >= 0 ?
+		store_user_usage_recent(j->store, j->domain, j->user, (unsigned)j->usage_recent_ms, &bytes, &msgs) :
+		store_user_usage(j->store, j->domain, j->user, &bytes, &msgs)) < 0) {
+		fprintf(stderr, "usage %u: %s\n", n, strerror(errno));
+		return false;
+	}
 	if (store_deliver(j->store, j->domain, j->user, NULL, &iov, 1, j->size, &name, &error) < 0) {
 		fprintf(stderr, "deliver %u: %s: %s\n", n, error, strerror(errno));
 		return false;
@@ -97,6 +111,7 @@ static int cmd_deliver(struct store *store, const struct options *opt, int argc,
 		return 2;
 	for (unsigned t = 0; t < threads; t++) {
 		jobs[t] = (struct deliver_job){ .store = store, .domain = argv[0], .user = argv[1],
+			.usage_check = opt->usage_check, .usage_recent_ms = opt->usage_recent_ms,
 			.first = t * (count / threads), .size = size,
 			.count = count / threads + (t == threads - 1 ? count % threads : 0) };
 		pthread_create(&tids[t], NULL, deliver_thread, &jobs[t]);
@@ -206,19 +221,25 @@ static int run(const struct options *opt, const char *cmd, int argc, char **argv
 
 int main(int argc, char **argv)
 {
-	struct options opt = { .threads = 1 };
+	struct options opt = { .threads = 1, .usage_recent_ms = -1 };
 	int i = 1;
 
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--lz4") == 0)
 			opt.lz4 = true;
+		else if (strcmp(argv[i], "--usage-check") == 0)
+			opt.usage_check = true;
+		else if (strcmp(argv[i], "--usage-recent") == 0 && i + 1 < argc) {
+			opt.usage_check = true;
+			opt.usage_recent_ms = atoi(argv[++i]);
+		}
 		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			opt.threads = (unsigned)strtoul(argv[++i], NULL, 10);
 		else
 			break;
 	}
 	if (argc - i < 2) {
-		fprintf(stderr, "usage: store-tool [--lz4] [--threads N] LOCATION COMMAND [ARGS]\n");
+		fprintf(stderr, "usage: store-tool [--lz4] [--threads N] [--usage-check] LOCATION COMMAND [ARGS]\n");
 		return 2;
 	}
 	opt.location = argv[i];

@@ -201,6 +201,33 @@ static void test_simple(void)
 	EXPECT("a] NOOP\r\n", "[a] NOOP]");
 }
 
+static void test_more_commands(void)
+{
+	EXPECT("a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n",
+	       "[a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))]");
+	EXPECT("a EXAMINE \"Sent Items\"\r\n", "[a EXAMINE \"Sent Items\"]");
+	EXPECT("a UID MOVE 42:69 foo\r\n", "[a UID MOVE 42:69 foo]");
+	EXPECT("a COPY 2:4 MEETING\r\n", "[a COPY 2:4 MEETING]");
+	EXPECT("a GETQUOTAROOT INBOX\r\n", "[a GETQUOTAROOT INBOX]");
+	EXPECT("a COMPRESS DEFLATE\r\n", "[a COMPRESS DEFLATE]");
+	EXPECT("a NAMESPACE\r\na UNSELECT\r\na CLOSE\r\na EXPUNGE\r\na STARTTLS\r\n",
+	       "[a NAMESPACE][a UNSELECT][a CLOSE][a EXPUNGE][a STARTTLS]");
+	EXPECT("a SUBSCRIBE #news.comp.mail.misc\r\n", "[a SUBSCRIBE #news.comp.mail.misc]");
+	EXPECT("a DELETE {5+}\r\nfoo\"]\r\n", "[a DELETE {5+}foo\"]]");
+	EXPECT("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n",
+	       "[a SEARCH MODSEQ \"/flags/\\draft\" all 620162338]");
+	EXPECT("a APPEND x CATENATE (URL \"/INBOX;UID=20\" TEXT {5}\r\nhello)\r\n",
+	       "+[a APPEND x CATENATE (URL \"/INBOX;UID=20\" TEXT {5}hello)]");
+	EXPECT("a AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=\r\n",
+	       "[a AUTHENTICATE PLAIN dXNlcgB1c2VyAHBhc3M=]");
+	EXPECT("a AUTHENTICATE PLAIN =\r\n", "[a AUTHENTICATE PLAIN =]");
+	EXPECT("a FETCH 1 (BODY[]<0.2048> MODSEQ X-GM-MSGID)\r\n",
+	       "[a FETCH 1 (BODY[]<0.2048> MODSEQ X-GM-MSGID)]");
+	EXPECT("a STORE $ +FLAGS (\\Answered)\r\n", "[a STORE $ +FLAGS (\\Answered)]");
+	EXPECT("a GETMETADATA \"\" /shared/comment\r\n",
+	       "[a GETMETADATA \"\" /shared/comment]");
+}
+
 static void test_pipelining(void)
 {
 	EXPECT("1 NOOP\r\n2 CHECK\r\n3 LOGOUT\r\n", "[1 NOOP][2 CHECK][3 LOGOUT]");
@@ -496,6 +523,7 @@ static void test_seqset(void)
 int main(void)
 {
 	test_run(test_simple);
+	test_run(test_more_commands);
 	test_run(test_pipelining);
 	test_run(test_uid);
 	test_run(test_fetch);

@@ -514,6 +514,81 @@ static void test_boundary_edge_cases(void)
 	mime_message_free(&msg);
 }
 
+static void check_transfer(const char *enc, const char *in, const char *want, int line)
+{
+	struct buf out;
+
+	buf_init(&out, 0);
+	test_checks++;
+	if (mime_decode_transfer(enc, in, strlen(in), &out) < 0) {
+		TEST_FAIL_AT(__FILE__, line, "%s refused", enc);
+	} else {
+		buf_append(&out, "", 1);
+		if (strcmp((const char *)out.data, want) != 0)
+			TEST_FAIL_AT(__FILE__, line, "%s \"%s\" = \"%s\", want \"%s\"", enc, in,
+				     (const char *)out.data, want);
+	}
+	buf_free(&out);
+}
+
+static void test_transfer_decoding(void)
+{
+	struct buf out;
+
+	check_transfer(NULL, "as is\r\n", "as is\r\n", __LINE__);
+	check_transfer("8BIT", "\xc3\xa4", "\xc3\xa4", __LINE__);
+	check_transfer("base64", "SGVs\r\nbG8=\r\n", "Hello", __LINE__);
+	check_transfer("BASE64", "SGVsbG8gd29ybGQ", "Hello world", __LINE__);
+	check_transfer("base64", "QQ==Qg==", "AB", __LINE__);
+	check_transfer("base64", "!!S!G!V!s", "Hel", __LINE__);
+	check_transfer("quoted-printable", "Caf=C3=A9 =\r\nopen  \r\nline=3D2\n=ZZ=4", 
+		       "Caf\xc3\xa9 open\r\nline=2\r\n=ZZ=4", __LINE__);
+	check_transfer("quoted-printable", "a=\nb=", "ab", __LINE__);
+	check_transfer("quoted-printable", "=", "", __LINE__);
+	buf_init(&out, 0);
+	CHECK_INT_EQ(mime_decode_transfer("x-uuencode", "x", 1, &out), -1);
+	CHECK_INT_EQ(out.len, 0);
+	buf_free(&out);
+}
+
+static void test_section_part(void)
+{
+	struct buf raw;
+	struct mime_message *msg;
+	const struct mime_part *p;
+	const char *end;
+
+	CHECK(read_file(CORPUS "/rfc822-in-multipart.eml", &raw));
+	msg = mime_parse(raw.data, raw.len, NULL, 0);
+	p = imap_section_part(msg, "1", &end);
+	CHECK(p == msg->root->children && *end == '\0');
+	p = imap_section_part(msg, "2.HEADER", &end);
+	CHECK(p != NULL && p->kind == MIME_PART_MESSAGE && strcmp(end, ".HEADER") == 0);
+	p = imap_section_part(msg, "2.2.MIME", &end);
+	CHECK(p != NULL && strcmp(p->subtype, "jpeg") == 0 && strcmp(end, ".MIME") == 0);
+	p = imap_section_part(msg, "2.1", &end);
+	CHECK(p != NULL && strcmp(p->params[0].value, "iso-8859-1") == 0);
+	CHECK(imap_section_part(msg, "3", &end) == NULL);
+	CHECK(imap_section_part(msg, "1.1", &end) == NULL);
+	CHECK(imap_section_part(msg, "0", &end) == NULL);
+	CHECK(imap_section_part(msg, "2.01", &end) == NULL);
+	CHECK(imap_section_part(msg, "99999999999", &end) == NULL);
+	mime_message_free(&msg);
+	buf_free(&raw);
+
+	/* single-part message: 1 is its body; message/global body: 1.1 */
+	msg = parse_str("Subject: x\n\nbody\n", 0);
+	CHECK(imap_section_part(msg, "1", &end) == msg->root);
+	CHECK(imap_section_part(msg, "2", &end) == NULL);
+	CHECK(imap_section_part(msg, "1.1", &end) == NULL);
+	mime_message_free(&msg);
+	msg = parse_str("Content-Type: message/rfc822\n\nSubject: in\n\nbody\n", 0);
+	CHECK(imap_section_part(msg, "1", &end) == msg->root);
+	p = imap_section_part(msg, "1.1", &end);
+	CHECK(p != NULL && p == msg->root->children);
+	mime_message_free(&msg);
+}
+
 int main(void)
 {
 	test_run(test_corpus);
@@ -529,5 +604,7 @@ int main(void)
 	test_run(test_many_parts);
 	test_run(test_huge_header);
 	test_run(test_boundary_edge_cases);
+	test_run(test_transfer_decoding);
+	test_run(test_section_part);
 	return test_exit();
 }

@@ -349,6 +349,67 @@ static void test_usage_cache(void)
 	free(root);
 }
 
+/* Two changes within one timestamp granule leave a directory's mtime as it
+ * was; a directory changed within the last seconds (by the NAS's clock, here
+ * an hour behind ours) is therefore never trusted from the cache. */
+static void test_usage_same_granule_skew(void)
+{
+	struct mf_io *io = io_mem_new();
+	struct store *store = new_store(io, false);
+	struct io_stat st;
+	uint64_t bytes, msgs;
+
+	io_mem_set_clock_offset(io, -3600);
+	CHECK_INT_EQ(deliver_str(store, "lee", NULL, "one", NULL), 0);
+	CHECK_INT_EQ(io_stat(io, "example.com/lee/Maildir/new", &st), 0);
+	CHECK_INT_EQ(io_utimes(io, "example.com/lee/Maildir/new", st.mtime_sec, st.mtime_sec), 0);
+	CHECK_INT_EQ(store_user_usage(store, "example.com", "lee", &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 1);
+	CHECK_INT_EQ(deliver_str(store, "lee", NULL, "two", NULL), 0);
+	/* coarse timestamps: the second delivery did not move the mtime */
+	CHECK_INT_EQ(io_utimes(io, "example.com/lee/Maildir/new", st.mtime_sec, st.mtime_sec), 0);
+	CHECK_INT_EQ(store_user_usage(store, "example.com", "lee", &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 2);
+	CHECK_INT_EQ(bytes, 46);
+	store_free(&store);
+}
+
+/* The quick path: reused within max_age_ms plus our own deliveries; may
+ * miss another node's deliveries for at most that long. */
+static void test_usage_recent(void)
+{
+	char *root = tmp_root();
+	struct mf_io *io1, *io2;
+	const char *error;
+	uint64_t bytes, msgs;
+
+	CHECK_INT_EQ(io_posix_new(root, &io1, &error), 0);
+	CHECK_INT_EQ(io_posix_new(root, &io2, &error), 0);
+	struct store *a = new_store(io1, false), *b = new_store(io2, false);
+	CHECK_INT_EQ(store_user_usage_recent(a, "example.com", "mia", 60000, &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 0);
+	CHECK_INT_EQ(deliver_str(a, "mia", NULL, "one", NULL), 0);
+	CHECK_INT_EQ(store_user_usage_recent(a, "example.com", "mia", 60000, &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 1);
+	CHECK_INT_EQ(deliver_str(a, "mia", NULL, "two", NULL), 0);   /* counted locally */
+	CHECK_INT_EQ(deliver_str(b, "mia", NULL, "other", NULL), 0); /* another node */
+	CHECK_INT_EQ(store_user_usage_recent(a, "example.com", "mia", 60000, &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 2);
+	CHECK_INT_EQ(bytes, 46);
+	/* max_age 0, or the exact call, asks the NAS */
+	CHECK_INT_EQ(store_user_usage_recent(a, "example.com", "mia", 0, &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 3);
+	CHECK_INT_EQ(bytes, 71);
+	CHECK_INT_EQ(deliver_str(b, "mia", NULL, "other", NULL), 0);
+	usleep(120 * 1000);
+	CHECK_INT_EQ(store_user_usage_recent(a, "example.com", "mia", 100, &bytes, &msgs), 0);
+	CHECK_INT_EQ(msgs, 4);
+	store_free(&a);
+	store_free(&b);
+	rm_rf(root);
+	free(root);
+}
+
 #define PROCS 4
 #define PER_PROC 50
 
@@ -507,6 +568,35 @@ static void test_rename_trap(void)
 	}
 }
 
+/* fsync off (never in production) makes no fsync calls at all; a fault
+ * spec with a stall delays the failing call. Host names are escaped. */
+static void test_fsync_off_and_stall(void)
+{
+	struct mf_io *io = io_fault_new(io_mem_new());
+	struct store_settings set;
+	struct store *store;
+	const char *error;
+
+	store_settings_defaults(&set);
+	CHECK(set.fsync);
+	CHECK_INT_EQ(set.lock_timeout_secs, 120);
+	set.fsync = false;
+	set.hostname = "n:3/x";
+	CHECK_INT_EQ(store_new(io, &set, &store, &error), 0);
+	char *name = NULL;
+	CHECK_INT_EQ(deliver_str(store, "kim", NULL, "a", &name), 0);
+	CHECK(name != NULL && strstr(name, ".n\\0723\\057x,S=21") != NULL);
+	free(name);
+	CHECK_INT_EQ(io_fault_calls(io, IO_OP_FSYNC), 0);
+	CHECK_INT_EQ(io_fault_parse(io, "write:1:EIO:200", &error), 0);
+	uint64_t start = mf_now_ms();
+	errno = 0;
+	CHECK_INT_EQ(deliver_str(store, "kim", NULL, "b", NULL), -1);
+	CHECK_INT_EQ(errno, EIO);
+	CHECK(mf_now_ms() - start >= 190);
+	store_free(&store);
+}
+
 int main(void)
 {
 	test_run(test_names);
@@ -515,9 +605,12 @@ int main(void)
 	test_run(test_deliver_posix);
 	test_run(test_deliver_lz4);
 	test_run(test_usage_cache);
+	test_run(test_usage_same_granule_skew);
+	test_run(test_usage_recent);
 	test_run(test_usage_processes);
 	test_run(test_deliver_faults);
 	test_run(test_deliver_estale);
 	test_run(test_rename_trap);
+	test_run(test_fsync_off_and_stall);
 	return test_exit();
 }

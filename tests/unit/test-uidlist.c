@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 TEST_DEFINE_GLOBALS
 
@@ -375,6 +376,62 @@ static void test_stale_lock(void)
 	free(root);
 }
 
+struct skew_thread {
+	struct store *store;
+	int ret;
+};
+
+static void *skew_sync(void *arg)
+{
+	struct skew_thread *t = arg;
+	const char *error;
+	struct uidlist *ul = NULL;
+
+	t->ret = uidlist_sync_mailbox(t->store, "example.com", "sky", NULL, &ul, &error);
+	uidlist_free(&ul);
+	return NULL;
+}
+
+/* Staleness is judged by the NAS's clock, not the local one. */
+static void test_lock_clock_skew(void)
+{
+	static const char lock[] = "example.com/sky/Maildir/mailfleet-uidlist.lock";
+	struct mf_io *io = io_mem_new();
+	struct store *store = new_store(io, 120);
+	struct io_stat st;
+	char *data = NULL;
+	size_t len;
+
+	free(deliver(store, "sky", "m"));
+	/* NAS one hour behind: a fresh lock looks an hour old locally, but
+	 * must be respected until its holder removes it */
+	io_mem_set_clock_offset(io, -3600);
+	write_file(io, lock, "othernode 1 1 1\n");
+	struct skew_thread t = { .store = store, .ret = -2 };
+	pthread_t tid;
+	pthread_create(&tid, NULL, skew_sync, &t);
+	usleep(1200 * 1000);
+	CHECK_INT_EQ(io_read_file(io, lock, 100, &data, &len), 0);
+	CHECK_STR_EQ(data, "othernode 1 1 1\n");
+	free(data);
+	CHECK_INT_EQ(t.ret, -2);
+	CHECK_INT_EQ(io_unlink(io, lock), 0);
+	pthread_join(tid, NULL);
+	CHECK_INT_EQ(t.ret, 0);
+	/* NAS one hour ahead: a lock 200 s old by the NAS looks like it is
+	 * from the future locally, but is stale */
+	io_mem_set_clock_offset(io, 3600);
+	write_file(io, lock, "othernode 1 1 1\n");
+	CHECK_INT_EQ(io_stat(io, lock, &st), 0);
+	CHECK_INT_EQ(io_utimes(io, lock, st.mtime_sec - 200, st.mtime_sec - 200), 0);
+	uint64_t start = mf_now_ms();
+	skew_sync(&t);
+	CHECK_INT_EQ(t.ret, 0);
+	CHECK(mf_now_ms() - start < 1000);
+	CHECK_INT_EQ(io_stat(io, lock, &st), -1);
+	store_free(&store);
+}
+
 #define CONC_MESSAGES 150
 #define CONC_MAX_UID (CONC_MESSAGES * 4)
 
@@ -522,6 +579,7 @@ int main(void)
 	test_run(test_import_dovecot);
 	test_run(test_sync_estale);
 	test_run(test_stale_lock);
+	test_run(test_lock_clock_skew);
 	test_run(test_sync_concurrent);
 	return test_exit();
 }
