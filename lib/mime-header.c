@@ -10,7 +10,6 @@
 #include <strings.h>
 
 #define ENCODED_WORD_MAX 512
-#define RAW_PARAMS_MAX 256
 
 static bool is_wsp(unsigned char c)
 {

@@ -76,7 +76,7 @@ void nb_provision_report(struct nb_report *report, const struct nb_provision *in
 	nb_check_set_extra(ck, extra);
 	free(extra);
 	nb_report_add(report, "provision.archive-per-year", NB_INFO, r.archive_year_bytes, "B",
-		"users x daily x size x 365 x 0.5", NULL, "%s (%llu mails/day of %s, lz4 halves it)",
+		"users x daily x size x 365 x 0.5", NULL, "%s (%llu mails/day of %s, compressed to half)",
 		nb_format_bytes(r.archive_year_bytes, a, sizeof(a)),
 		(unsigned long long)in->daily_mails, nb_format_bytes((double)in->avg_size_bytes, b, sizeof(b)));
 	nb_report_add(report, "provision.archive-total", NB_INFO, r.archive_total_bytes, "B",

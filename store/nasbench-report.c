@@ -156,8 +156,11 @@ void nb_report_print_table(const struct nb_report *report, const struct nb_run_i
 		wfig = MF_MAX(wfig, (int)strlen(report->checks[i].figure));
 	}
 	wfig = MF_MIN(wfig, 48);
-	fprintf(out, "mailfleet-nasbench: target %s (%s backend), scratch %s\n\n",
-		info->target, info->backend, info->scratch != NULL ? info->scratch : "-");
+	if (strcmp(info->backend, "none") == 0)
+		fprintf(out, "mailfleet-nasbench: provisioning calculator\n\n");
+	else
+		fprintf(out, "mailfleet-nasbench: target %s (%s backend), scratch %s\n\n",
+			info->target, info->backend, info->scratch != NULL ? info->scratch : "-");
 	fprintf(out, "%-*s  %-6s  %-*s  %s\n", wname, "CHECK", "RESULT", wfig, "MEASURED", "THRESHOLD");
 	for (size_t i = 0; i < report->count; i++) {
 		const struct nb_check *c = &report->checks[i];

@@ -188,9 +188,10 @@ def test_privilege_drop_to_mail_user():
     mail = pwd.getpwnam("mail")
     work = tempfile.mkdtemp(prefix="mf-priv-", dir="/tmp")
     os.chmod(work, 0o755)
-    env = h.MfEnv(work)
+    env = None
     problems = []
     try:
+        env = h.MfEnv(work)
         env.add_domain("example.test")
         env.add_user("a@example.test", quota="10M")
         for path in (env.store, env.directory):
@@ -209,7 +210,8 @@ def test_privilege_drop_to_mail_user():
         path = h.assert_delivered(env.maildir("a@example.test"), msg, "a@example.test", SENDER)
         assert os.stat(path).st_uid == mail.pw_uid
     finally:
-        problems = env.stop_all()
+        if env is not None:
+            problems = env.stop_all()
         shutil.rmtree(work, ignore_errors=True)
     assert not problems, "\n".join(problems)
 
@@ -237,11 +239,14 @@ def test_embedded_default_run():
     cwd = tempfile.mkdtemp(prefix="mf-default-", dir="/tmp")
     os.chmod(cwd, 0o755)
     log_path = os.path.join(cwd, "stderr.log")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([h.MAILFLEETD], cwd=cwd, env=h.san_env(), stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log)
-    log.close()
     stderr = lambda: open(log_path, errors="replace").read()  # noqa: E731
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([h.MAILFLEETD], cwd=cwd, env=h.san_env(),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    except BaseException:
+        shutil.rmtree(cwd, ignore_errors=True)
+        raise
     try:
         assert h.wait_port(2424, h.START_TIMEOUT, proc), stderr()[-4000:]
         for p in ("var/mail", "var/directory", "var/tls/cert.pem", "var/tls/key.pem"):
