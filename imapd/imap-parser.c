@@ -619,16 +619,21 @@ int imap_parser_literal_accept(struct imap_parser *p, const char **error_r)
 	return 0;
 }
 
-void imap_parser_literal_stream(struct imap_parser *p)
+int imap_parser_literal_stream(struct imap_parser *p, const char **error_r)
 {
-	if (p->state != S_DECIDE)
-		return;
-	if (literal_node(p, IMAP_ARG_LITERAL_STREAMED) != STEP_CONTINUE)
-		return;
+	if (p->state != S_DECIDE) {
+		*error_r = "No literal pending";
+		return -1;
+	}
+	if (literal_node(p, IMAP_ARG_LITERAL_STREAMED) != STEP_CONTINUE) {
+		*error_r = p->error_str;
+		return -1;
+	}
 	token_end(p, p->lit_node);
 	p->nodes[p->lit_node].len = (size_t)p->lit.size;
 	p->lit_left = p->lit.size;
 	p->state = S_STREAM;
+	return 0;
 }
 
 bool imap_parser_literal_reject(struct imap_parser *p)

@@ -150,8 +150,11 @@ const struct imap_literal_info *imap_parser_literal_info(const struct imap_parse
    after imap_parser_literal_reject(). For a synchronizing literal the caller
    sends "+ OK" after a successful accept or stream. */
 int imap_parser_literal_accept(struct imap_parser *parser, const char **error_r);
-/* Deliver the literal as IMAP_PARSE_LITERAL_DATA events (APPEND). */
-void imap_parser_literal_stream(struct imap_parser *parser);
+/* Deliver the literal as IMAP_PARSE_LITERAL_DATA events (APPEND). -1
+   (with *error_r, static) when the command has too many arguments for it;
+   the parser then behaves as after imap_parser_literal_reject(), and the
+   caller must not send a continuation. */
+int imap_parser_literal_stream(struct imap_parser *parser, const char **error_r);
 /* Refuse the literal. Returns true when the caller must disconnect after
    its tagged BAD (a non-synchronizing literal: its data is on the way,
    RFC 7888). For a synchronizing literal the client sends no data; the

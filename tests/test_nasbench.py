@@ -437,8 +437,8 @@ def mail_rows(report):
 
 
 def test_slow_nas_is_told_from_a_fast_one(nfs, tmp_path):
-    args = ["--quick", "--only", "mail", "--levels", "1,2", "--level-time", "1.2",
-            "--readdir-entries", "40", "--messages", "16"] + SLOW_THRESHOLDS
+    args = ["--quick", "--only", "mail", "--levels", "1,2", "--level-time", "1",
+            "--readdir-entries", "20", "--messages", "8"] + SLOW_THRESHOLDS
     proc, fast, table = run_json_and_table(args + [nfs.url()], tmp_path)
     assert_consistent(proc, fast, table)
     fast_rows = mail_rows(fast)

@@ -90,13 +90,10 @@ static void transcript(const uint8_t *data, size_t size, size_t step, uint8_t mo
 			buf_printf(out, "L%llu", (unsigned long long)imap_parser_literal_info(p)->size);
 			if (cmd != NULL)
 				walk_args(cmd->args, out);
-			if (mode & 0x80) {
-				imap_parser_literal_stream(p);
-			} else {
-				const char *err;
-				if (imap_parser_literal_accept(p, &err) < 0)
-					buf_append(out, "R", 1);
-			}
+			const char *err;
+			if ((mode & 0x80) ? imap_parser_literal_stream(p, &err) < 0 :
+			    imap_parser_literal_accept(p, &err) < 0)
+				buf_append(out, "R", 1);
 			break;
 		case IMAP_PARSE_LITERAL_DATA:
 			imap_parser_literal_chunk(p, &chunk, &clen, &last);

@@ -80,8 +80,9 @@ static void handle_event(struct imap_parser *p, enum imap_parse_result r,
 			else if (li->sync)
 				buf_printf(out, "+");
 		} else if (decide == DECIDE_STREAM) {
-			imap_parser_literal_stream(p);
-			if (li->sync)
+			if (imap_parser_literal_stream(p, &err) < 0)
+				buf_printf(out, "<nostream %s>", err);
+			else if (li->sync)
 				buf_printf(out, "+");
 		} else {
 			buf_printf(out, "<reject %s%s>", imap_parser_tag(p),
@@ -309,6 +310,12 @@ static void test_append(void)
 	struct imap_parser_limits l0 = { .stream_min = 1 };
 	EXPECT_L(&l0, "a APPEND X ~{2}\r\nzz\r\nb NOOP\r\n", DECIDE_STREAM,
 		 "<lit 2 APPEND>+<data zz>[a APPEND X {2*}][b NOOP]");
+	/* no room for the literal's argument: refused, no continuation */
+	struct imap_parser_limits la = { .stream_min = 1, .arg_max = 2 };
+	EXPECT_L(&la, "a APPEND X Y {2}\r\nb NOOP\r\n", DECIDE_STREAM,
+		 "<lit 2 APPEND><nostream Too many arguments>[b NOOP]");
+	EXPECT_L(&la, "a APPEND X Y {2+}\r\nzz\r\n", DECIDE_STREAM,
+		 "<lit 2+ APPEND><nostream Too many arguments><err 4 aToo many arguments FATAL>");
 }
 
 static void test_literal_limits(void)
