@@ -87,17 +87,33 @@ static bool over_limit(uint64_t used, uint64_t size, uint64_t limit)
 	return used > limit || size > limit - used;
 }
 
+/* A usage figure at most LMTP_USAGE_RECENT_MS old is enough while the user
+ * is well below the quota; near it, the exact (slower: it lists every changed
+ * new/ and cur/) figure decides. */
+#define LMTP_USAGE_RECENT_MS 1000
+static int user_usage(struct store *store, const struct lmtp_target *t, uint64_t size,
+		      uint64_t *bytes_r, uint64_t *messages_r)
+{
+	uint64_t margin = t->quota_bytes / 10;
+
+	if (store_user_usage_recent(store, t->domain, t->localpart, LMTP_USAGE_RECENT_MS,
+				    bytes_r, messages_r) == 0 &&
+	    !over_limit(*bytes_r + margin, size, t->quota_bytes))
+		return 0;
+	if (store_user_usage(store, t->domain, t->localpart, bytes_r, messages_r) == 0)
+		return 0;
+	*bytes_r = 0;
+	return errno == ENOENT ? 0 : -1;
+}
+
 static enum lmtp_status quota_check(struct store *store, const struct lmtp_target *t,
 				    uint64_t size)
 {
 	uint64_t bytes = 0, messages = 0;
 
 	if (t->quota_bytes != 0) {
-		if (store_user_usage(store, t->domain, t->localpart, &bytes, &messages) < 0) {
-			if (errno != ENOENT)
-				return LMTP_ST_TEMPFAIL;
-			bytes = 0;
-		}
+		if (user_usage(store, t, size, &bytes, &messages) < 0)
+			return LMTP_ST_TEMPFAIL;
 		if (over_limit(bytes, size, t->quota_bytes))
 			return LMTP_ST_OVER_QUOTA;
 	}

@@ -97,7 +97,7 @@ static void *remover_main(void *arg)
  * a round trip, and a 10,000-entry folder would take minutes one by one. */
 static int remove_children(struct mf_io *io, const char *rel)
 {
-	enum { THREADS = 8, THREADED_FROM = 32 };
+	enum { THREADS = 8, THREADED_FROM = 16 };
 	struct name_list list = { 0 };
 	struct remover r[THREADS];
 	size_t n;
