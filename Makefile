@@ -10,6 +10,7 @@ CLANG ?= clang
 PYTHON ?= /usr/bin/python3
 BUILD ?= build
 SAN ?=
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 PKGS := openssl libnfs libconfig liblz4 libsystemd zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -93,8 +94,8 @@ run: deps all
 # The whole suite: sanitizer build, then pytest drives unit binaries, short
 # fuzz runs over the seed corpora, and the integration tests with real clients.
 test: deps
-	$(MAKE) BUILD=build/asan SAN=1 all unit-bins
-	$(MAKE) fuzz
+	$(MAKE) -j$(NPROC) BUILD=build/asan SAN=1 all unit-bins
+	$(MAKE) -j$(NPROC) fuzz
 	MF_BUILD=build/asan $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 # LMTP delivery benchmark (normal -O2 build): mailfleet vs Dovecot vs the disk,
