@@ -9,10 +9,14 @@
 
 #define EMPTY_TEXT_PART "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0"
 
+/* With default_charset (text parts), "charset" "us-ascii" is added when
+   no charset parameter was given. */
 static void write_params(struct buf *out, const struct mime_param *params,
-			 unsigned int count, unsigned int flags)
+			 unsigned int count, bool default_charset, unsigned int flags)
 {
-	if (count == 0) {
+	bool seen_charset = false;
+
+	if (count == 0 && !default_charset) {
 		buf_append(out, "NIL", 3);
 		return;
 	}
@@ -20,10 +24,13 @@ static void write_params(struct buf *out, const struct mime_param *params,
 	for (unsigned int i = 0; i < count; i++) {
 		if (i > 0)
 			buf_append(out, " ", 1);
+		seen_charset = seen_charset || strcasecmp(params[i].name, "charset") == 0;
 		imap_append_nstring(out, params[i].name, flags);
 		buf_append(out, " ", 1);
 		imap_append_nstring(out, params[i].value, flags);
 	}
+	if (default_charset && !seen_charset)
+		buf_printf(out, "%s\"charset\" \"us-ascii\"", count > 0 ? " " : "");
 	buf_append(out, ")", 1);
 }
 
@@ -37,7 +44,7 @@ static void write_dsp_lang_loc(struct buf *out, const struct mime_part *part,
 		buf_append(out, "(", 1);
 		imap_append_nstring(out, part->disposition, flags);
 		buf_append(out, " ", 1);
-		write_params(out, part->disp_params, part->disp_param_count, flags);
+		write_params(out, part->disp_params, part->disp_param_count, false, flags);
 		buf_append(out, ")", 1);
 	}
 	buf_append(out, " ", 1);
@@ -69,7 +76,7 @@ static void write_multipart(const struct mime_message *msg, const struct mime_pa
 	imap_append_nstring(out, part->subtype, flags);
 	if (extended) {
 		buf_append(out, " ", 1);
-		write_params(out, part->params, part->param_count, flags);
+		write_params(out, part->params, part->param_count, false, flags);
 		buf_append(out, " ", 1);
 		write_dsp_lang_loc(out, part, flags);
 	}
@@ -92,6 +99,8 @@ static void write_single(const struct mime_message *msg, const struct mime_part 
 {
 	bool text = part->type == NULL || strcasecmp(part->type, "text") == 0;
 	bool opaque = unparsed_container(part);
+	const struct mime_param *params = opaque ? NULL : part->params;
+	unsigned int param_count = opaque ? 0 : part->param_count;
 
 	buf_append(out, "(", 1);
 	if (part->type == NULL)
@@ -104,10 +113,7 @@ static void write_single(const struct mime_message *msg, const struct mime_part 
 		imap_append_nstring(out, part->subtype, flags);
 	}
 	buf_append(out, " ", 1);
-	if (part->param_count == 0 && text)
-		buf_append(out, "(\"charset\" \"us-ascii\")", 22);
-	else
-		write_params(out, part->params, part->param_count, flags);
+	write_params(out, params, param_count, text, flags);
 	buf_append(out, " ", 1);
 	imap_append_nstring(out, part->id, flags);
 	buf_append(out, " ", 1);

@@ -9,8 +9,8 @@
    with extended, BODYSTRUCTURE (md5, disposition, language, location for
    single parts; parameters, disposition, language, location for
    multiparts), otherwise BODY. Rules, for every part:
-   - no or invalid Content-Type: "text" "plain"; a text part without
-     parameters gets ("charset" "us-ascii"); no encoding: "7bit";
+   - no or invalid Content-Type: "text" "plain"; a text part without a
+     charset parameter gets "charset" "us-ascii" added; no encoding: "7bit";
    - message/rfc822 and message/global: envelope, body structure and lines
      of the encapsulated message; text/ parts: lines;
    - a multipart without parts gets one empty text/plain part (IMAP needs

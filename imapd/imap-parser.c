@@ -38,7 +38,7 @@ struct imap_parser {
 	struct buf text;
 	struct pnode *nodes;
 	uint32_t node_count, node_cap;
-	uint32_t stack[1 + 256];  /* open lists; stack[0] = root sentinel */
+	uint32_t *stack;          /* open lists; stack[0] = root sentinel */
 	unsigned int depth;
 	uint32_t root_first, root_last, root_count;
 
@@ -80,8 +80,8 @@ static void limits_fill(struct imap_parser_limits *l)
 		l->stream_min = l->literal_max;
 	if (l->nesting_max == 0)
 		l->nesting_max = 32;
-	if (l->nesting_max > 256)
-		l->nesting_max = 256;
+	if (l->nesting_max > 1000)
+		l->nesting_max = 1000;
 	if (l->arg_max == 0)
 		l->arg_max = 4096;
 	if (l->tag_max == 0)
@@ -97,6 +97,7 @@ struct imap_parser *imap_parser_create(const struct imap_parser_limits *limits)
 	if (limits != NULL)
 		p->limits = *limits;
 	limits_fill(&p->limits);
+	p->stack = mf_calloc(p->limits.nesting_max + 1, sizeof(*p->stack));
 	buf_init(&p->text, 0);
 	imap_parser_reset(p);
 	return p;
@@ -109,15 +110,29 @@ void imap_parser_destroy(struct imap_parser **parser)
 	if (p == NULL)
 		return;
 	buf_free(&p->text);
+	free(p->stack);
 	free(p->nodes);
 	free(p->argv);
 	free(p);
 	*parser = NULL;
 }
 
+/* Above these, buffers are released between commands so that thousands of
+   idle sessions (IDLE) do not keep what one big command once needed. */
+#define TEXT_KEEP_MAX 4096
+#define NODES_KEEP_MAX 128
+
 static void command_clear(struct imap_parser *p)
 {
+	if (p->text.cap > TEXT_KEEP_MAX)
+		buf_free(&p->text);
 	buf_reset(&p->text);
+	if (p->node_cap > NODES_KEEP_MAX) {
+		mf_free(&p->nodes);
+		p->node_cap = 0;
+		mf_free(&p->argv);
+		p->argv_cap = 0;
+	}
 	p->node_count = 0;
 	p->depth = 0;
 	p->stack[0] = NO_NODE;

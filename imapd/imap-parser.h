@@ -47,7 +47,7 @@ struct imap_parser_limits {
 	   fatal error (BAD, then disconnect, RFC 7888). 0 = no such limit
 	   (LITERAL+). */
 	uint64_t nonsync_max;
-	/* Depth of nested parenthesised lists (32). */
+	/* Depth of nested parenthesised lists (32, at most 1000). */
 	unsigned int nesting_max;
 	/* Number of arguments in one command, list items included (4096). */
 	unsigned int arg_max;

@@ -311,7 +311,7 @@ static int boundary_match(const struct boundary *b, const unsigned char *line, s
 	if (len - i >= 2 && line[i] == '-' && line[i + 1] == '-')
 		return 2;
 	for (; i < len; i++) {
-		if (line[i] != ' ' && line[i] != '\t')
+		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
 			return 0;
 	}
 	return 1;
