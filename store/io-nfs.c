@@ -58,6 +58,10 @@ static int nfs_ret(int ret)
 	if (ret >= 0)
 		return ret;
 	errno = (-ret > 0 && -ret < 4096) ? -ret : EIO;
+	/* libnfs 4.0 reports a stale file handle on READ/WRITE as EFAULT:
+	 * callers retry ESTALE from the parent once, which is the right cure. */
+	if (errno == EFAULT)
+		errno = ESTALE;
 	return -1;
 }
 
@@ -131,6 +135,9 @@ static struct nfs_context *nfs_connect(const char *url_str, const char **error_r
 	}
 	if (url_version(url_str) == 4)
 		nfs4_identity(nfs);
+	/* No client-side directory cache: another node's delivery must be seen
+	 * by the next listing. A URL may still say dircache=1. */
+	nfs_set_dircache(nfs, 0);
 	struct nfs_url *url = nfs_parse_url_dir(nfs, url_str);
 	if (url == NULL) {
 		log_error("nfs: bad store URL: %s", nfs_get_error(nfs));
