@@ -347,6 +347,8 @@ static void output_sent(struct conn *c)
 		c->starttls_pending = false;
 		tls_start(c);
 	}
+	if (!c->closing && c->session_started && c->listener->handler->session_output_drained != NULL)
+		c->listener->handler->session_output_drained(c->session, c);
 	maybe_reap(c);
 }
 
@@ -513,6 +515,13 @@ void conn_loop_tick(struct loop *loop, uint64_t now)
 		unsigned secs = c->timeout_secs != 0 ? c->timeout_secs : conn_limits(c)->idle_timeout_secs;
 
 		if (c->aborted || c->job_pending)
+			continue;
+		if (!c->closing && c->session_started && c->listener->handler->session_tick != NULL) {
+			c->listener->handler->session_tick(c->session, c);
+			if (conn_flush(c) == 0)
+				conn_update_events(c);
+		}
+		if (c->job_pending || c->aborted)
 			continue;
 		if (c->closing) {
 			if (now >= c->close_deadline_ms)

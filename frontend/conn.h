@@ -31,6 +31,13 @@ struct proto_handler {
 	void *(*session_new)(struct conn *conn);
 	void (*session_input)(void *session, struct conn *conn);
 	void (*session_free)(void *session);
+	/* Optional (NULL = not used). Called once per second on the loop
+	 * thread while no blocking job runs and the connection is not closing
+	 * (IMAP IDLE polls the store from it). */
+	void (*session_tick)(void *session, struct conn *conn);
+	/* Optional. Called when the output queue has been flushed completely,
+	 * so a module streaming a large response can queue its next piece. */
+	void (*session_output_drained)(void *session, struct conn *conn);
 };
 
 struct buf *conn_input(struct conn *conn);

@@ -9,7 +9,8 @@
  *
  * Memory is bounded by the limits given at creation: the bytes kept for one
  * command never exceed about 2 * line_max, the argument nodes never exceed
- * arg_max; streamed literals are never kept.
+ * arg_max; streamed literals are never kept. Buffers that one large command
+ * grew are released before the next command, so idle sessions stay small.
  *
  * Typical loop:
  *	while (input left) {
@@ -19,7 +20,9 @@
  *		case IMAP_PARSE_COMMAND: dispatch(imap_parser_command(p)); break;
  *		case IMAP_PARSE_CONTINUATION: send "+ OK"; break;
  *		case IMAP_PARSE_LITERAL: look at imap_parser_literal_info() and the
- *			partial imap_parser_command(), then accept / stream / reject;
+ *			partial imap_parser_command(), then accept / stream / reject
+ *			(after a successful accept or stream of a synchronizing
+ *			literal, send "+ OK");
  *		case IMAP_PARSE_LITERAL_DATA: write the chunk somewhere;
  *		case IMAP_PARSE_LINE: IDLE "DONE" / AUTHENTICATE response;
  *		case IMAP_PARSE_ERROR: BAD (tagged when imap_parser_tag() != NULL),

@@ -275,46 +275,54 @@ static void part_end(struct ctx *c, struct part_priv *p, const struct mark *at)
 	struct mark end = *at;
 
 	if (p->in_header) {
-		if (end.off < p->start.off) {
-			/* an empty part right before a delimiter */
-			p->start = end;
-			p->pub.header_offset = end.off;
-		}
+		/* header cut off by a delimiter (or the end): no body */
+		if (end.off < p->start.off)
+			end = p->start;
 		c->cur = p;
 		header_end(c, &end);
 		if (p->pub.kind == MIME_PART_MESSAGE) {
-			/* header cut off before its body: the message is empty */
 			struct part_priv *child = priv(p->pub.children);
 			child->in_header = false;
-			size_set(&child->pub.header, c->msg, &end, &end);
 			child->ended = true;
 		}
-	}
-	if (end.off < p->body.off) {
+	} else if (end.off < p->body.off) {
 		/* the delimiter took the line break of the blank line ending
 		   the header: the header ends before it, the body is empty */
 		p->body = end;
 		p->pub.body_offset = end.off;
 		size_set(&p->pub.header, c->msg, &p->start, &end);
+		if (p->pub.kind == MIME_PART_MESSAGE) {
+			/* its (empty, already ended) message moves along */
+			struct part_priv *child = priv(p->pub.children);
+			child->start = child->body = end;
+			child->pub.header_offset = child->pub.body_offset = end.off;
+			size_set(&child->pub.header, c->msg, &end, &end);
+			size_set(&child->pub.body, c->msg, &end, &end);
+		}
 	}
 	size_set(&p->pub.body, c->msg, &p->body, &end);
 	p->ended = true;
 }
 
+/* RFC 2046 delimiters exactly: "--" boundary ["--"] then only transport
+   padding; "--boundaryX" or "--boundary-- text" are content. */
 static int boundary_match(const struct boundary *b, const unsigned char *line, size_t len)
 {
 	size_t i;
+	int kind = 1;
 
 	if (len < 2 + b->len || memcmp(line + 2, b->str, b->len) != 0)
 		return 0;
 	i = 2 + b->len;
-	if (len - i >= 2 && line[i] == '-' && line[i + 1] == '-')
-		return 2;
+	if (len - i >= 2 && line[i] == '-' && line[i + 1] == '-') {
+		kind = 2;
+		i += 2;
+	}
 	for (; i < len; i++) {
 		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
 			return 0;
 	}
-	return 1;
+	return kind;
 }
 
 static void boundary_hit(struct ctx *c, unsigned int k, bool close, const struct mark *after)

@@ -207,22 +207,6 @@ static void nfs_path(const char *path, char buf[IO_PATH_MAX + 2])
 	pthread_mutex_unlock(&tc->lock); \
 	return nfs_ret(ret_); } while (0)
 
-static int nfs_open_flags(int flags)
-{
-	int ret = 0;
-
-	switch (flags & 0x03) {
-	case IO_O_WRONLY: ret |= O_WRONLY; break;
-	case IO_O_RDWR: ret |= O_RDWR; break;
-	default: ret |= O_RDONLY; break;
-	}
-	if (flags & IO_O_CREAT) ret |= O_CREAT;
-	if (flags & IO_O_EXCL) ret |= O_EXCL;
-	if (flags & IO_O_TRUNC) ret |= O_TRUNC;
-	if (flags & IO_O_APPEND) ret |= O_APPEND;
-	return ret;
-}
-
 static int nfsio_open(struct mf_io *io, const char *path, int flags, uint32_t mode,
 		      struct io_file **file_r)
 {
@@ -236,9 +220,9 @@ static int nfsio_open(struct mf_io *io, const char *path, int flags, uint32_t mo
 	nfs_path(path, npath);
 	pthread_mutex_lock(&tc->lock);
 	if (flags & IO_O_CREAT)
-		ret = nfs_create(tc->nfs, npath, nfs_open_flags(flags), (int)mode, &fh);
+		ret = nfs_create(tc->nfs, npath, io_flags_to_open(flags), (int)mode, &fh);
 	else
-		ret = nfs_open(tc->nfs, npath, nfs_open_flags(flags), &fh);
+		ret = nfs_open(tc->nfs, npath, io_flags_to_open(flags), &fh);
 	pthread_mutex_unlock(&tc->lock);
 	if (nfs_ret(ret) < 0)
 		return -1;

@@ -32,26 +32,10 @@ static const char *rel(const char *path)
 	return path[0] == '\0' ? "." : path;
 }
 
-static int posix_open_flags(int flags)
-{
-	int ret = O_CLOEXEC | O_NOFOLLOW;
-
-	switch (flags & 0x03) {
-	case IO_O_WRONLY: ret |= O_WRONLY; break;
-	case IO_O_RDWR: ret |= O_RDWR; break;
-	default: ret |= O_RDONLY; break;
-	}
-	if (flags & IO_O_CREAT) ret |= O_CREAT;
-	if (flags & IO_O_EXCL) ret |= O_EXCL;
-	if (flags & IO_O_TRUNC) ret |= O_TRUNC;
-	if (flags & IO_O_APPEND) ret |= O_APPEND;
-	return ret;
-}
-
 static int posix_open(struct mf_io *io, const char *path, int flags, uint32_t mode,
 		      struct io_file **file_r)
 {
-	int fd = openat(PIO(io)->root_fd, rel(path), posix_open_flags(flags), (mode_t)mode);
+	int fd = openat(PIO(io)->root_fd, rel(path), io_flags_to_open(flags) | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
 
 	if (fd < 0)
 		return -1;

@@ -49,4 +49,7 @@ struct io_file {
 #define IO_PATH_MAX 4096
 bool io_path_valid(const char *path);
 
+/* IO_O_* flags as open(2) O_* flags (both backends speak the latter). */
+int io_flags_to_open(int flags);
+
 #endif

@@ -4,6 +4,7 @@
 #include "store/io-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,5 +264,21 @@ int io_read_file(struct mf_io *io, const char *path, size_t max_size, char **dat
 	int err = errno;
 	io_close(&file);
 	errno = err;
+	return ret;
+}
+
+int io_flags_to_open(int flags)
+{
+	int ret;
+
+	switch (flags & 0x03) {
+	case IO_O_WRONLY: ret = O_WRONLY; break;
+	case IO_O_RDWR: ret = O_RDWR; break;
+	default: ret = O_RDONLY; break;
+	}
+	if (flags & IO_O_CREAT) ret |= O_CREAT;
+	if (flags & IO_O_EXCL) ret |= O_EXCL;
+	if (flags & IO_O_TRUNC) ret |= O_TRUNC;
+	if (flags & IO_O_APPEND) ret |= O_APPEND;
 	return ret;
 }

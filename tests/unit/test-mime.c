@@ -589,6 +589,93 @@ static void test_section_part(void)
 	mime_message_free(&msg);
 }
 
+static void check_sizes(const struct mime_part *p, uint64_t pos, uint64_t hdr_phys,
+			uint64_t hdr_virt, uint64_t hdr_lines, uint64_t body_phys,
+			uint64_t body_virt, uint64_t body_lines, int line)
+{
+	test_checks++;
+	if (p == NULL || p->header_offset != pos || p->header.physical != hdr_phys ||
+	    p->header.virtual != hdr_virt || p->header.lines != hdr_lines ||
+	    p->body.physical != body_phys || p->body.virtual != body_virt ||
+	    p->body.lines != body_lines)
+		TEST_FAIL_AT(__FILE__, line, "part sizes differ: pos %llu hdr %llu/%llu/%llu "
+			     "body %llu/%llu/%llu", p == NULL ? 0ULL : (unsigned long long)p->header_offset,
+			     p == NULL ? 0ULL : (unsigned long long)p->header.physical,
+			     p == NULL ? 0ULL : (unsigned long long)p->header.virtual,
+			     p == NULL ? 0ULL : (unsigned long long)p->header.lines,
+			     p == NULL ? 0ULL : (unsigned long long)p->body.physical,
+			     p == NULL ? 0ULL : (unsigned long long)p->body.virtual,
+			     p == NULL ? 0ULL : (unsigned long long)p->body.lines);
+}
+
+/* Headers cut off by delimiters: the same positions and sizes Dovecot's
+   message parser reports for these inputs. */
+static void test_truncated_headers(void)
+{
+	struct mime_message *msg = parse_str(
+		"Content-Type: multipart/mixed; boundary=\":foo\"\n\n"
+		"--:foo\n--:foo\nContent-Type: text/plain\n--:foo\n"
+		"Content-Type: text/plain\r\n--:foo\nContent-Type: text/html\n--:foo--\n",
+		MIME_PARSE_LF_TO_CRLF);
+	const struct mime_part *c = msg->root->children;
+
+	CHECK_INT_EQ(msg->root->kind, MIME_PART_MULTIPART);
+	check_sizes(msg->root, 0, 48, 50, 2, 112, 119, 8, __LINE__);
+	check_sizes(c, 55, 0, 0, 0, 0, 0, 0, __LINE__);
+	check_sizes(c->next, 62, 24, 24, 0, 0, 0, 0, __LINE__);
+	check_sizes(c->next->next, 94, 24, 24, 0, 0, 0, 0, __LINE__);
+	check_sizes(c->next->next->next, 127, 23, 23, 0, 0, 0, 0, __LINE__);
+	CHECK(c->next->next->next->next == NULL);
+	mime_message_free(&msg);
+
+	msg = parse_str("Content-Type: multipart/mixed; boundary=\"ab\"\n\n--ab\n"
+			"Content-Type: multipart/mixed; boundary=\"a\"\n\n--ab\n"
+			"Content-Type: text/plain\n\n--a\n\n", MIME_PARSE_LF_TO_CRLF);
+	c = msg->root->children;
+	check_sizes(msg->root, 0, 46, 48, 2, 86, 94, 8, __LINE__);
+	CHECK_INT_EQ(c->kind, MIME_PART_MULTIPART);
+	check_sizes(c, 51, 44, 45, 1, 0, 0, 0, __LINE__);
+	CHECK(c->children == NULL);
+	check_sizes(c->next, 101, 26, 28, 2, 5, 7, 2, __LINE__);
+	mime_message_free(&msg);
+
+	msg = parse_str("Content-Type: multipart/mixed; boundary=\"ab\"\n", MIME_PARSE_LF_TO_CRLF);
+	check_sizes(msg->root, 0, 45, 46, 1, 0, 0, 0, __LINE__);
+	CHECK(msg->root->children == NULL);
+	mime_message_free(&msg);
+
+	msg = parse_str("Content-Type: multipart/mixed; boundary=\"ab\"\n\nbody\n",
+			MIME_PARSE_LF_TO_CRLF);
+	check_sizes(msg->root, 0, 46, 48, 2, 5, 6, 1, __LINE__);
+	CHECK(msg->root->children == NULL);
+	mime_message_free(&msg);
+
+	/* the same boundary nested: the inner multipart takes it */
+	msg = parse_str("Content-Type: multipart/mixed; boundary=\"a\"\n\n--a\n"
+			"Content-Type: multipart/mixed; boundary=\"a\"\n\n--a\n"
+			"Content-Type: text/plain\n\nbody\n", MIME_PARSE_LF_TO_CRLF);
+	c = msg->root->children;
+	check_sizes(msg->root, 0, 45, 47, 2, 84, 91, 7, __LINE__);
+	check_sizes(c, 49, 45, 47, 2, 35, 39, 4, __LINE__);
+	check_sizes(c->children, 98, 26, 28, 2, 5, 6, 1, __LINE__);
+	mime_message_free(&msg);
+
+	/* an inner boundary that extends the outer one */
+	msg = parse_str("Content-Type: multipart/mixed; boundary=\"a\"\n\n--a\n"
+			"Content-Type: multipart/mixed; boundary=\"ab\"\n\n--ab\n"
+			"Content-Type: text/plain\n\nbody\n", MIME_PARSE_LF_TO_CRLF);
+	c = msg->root->children;
+	check_sizes(msg->root, 0, 45, 47, 2, 86, 93, 7, __LINE__);
+	check_sizes(c, 49, 46, 48, 2, 36, 40, 4, __LINE__);
+	check_sizes(c->children, 100, 26, 28, 2, 5, 6, 1, __LINE__);
+	mime_message_free(&msg);
+
+	/* "a:b" and no end of header: all header */
+	msg = parse_str("a:b\n", 0);
+	check_sizes(msg->root, 0, 4, 4, 1, 0, 0, 0, __LINE__);
+	mime_message_free(&msg);
+}
+
 int main(void)
 {
 	test_run(test_corpus);
@@ -606,5 +693,6 @@ int main(void)
 	test_run(test_boundary_edge_cases);
 	test_run(test_transfer_decoding);
 	test_run(test_section_part);
+	test_run(test_truncated_headers);
 	return test_exit();
 }

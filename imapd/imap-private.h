@@ -1,0 +1,147 @@
+/* imap-private.h: the IMAP session shared by imap-session.c (life cycle,
+ * input loop, dispatcher, responses, blocking jobs and bounded output),
+ * the command files imap-cmd-*.c, imap-fetch.c and imap-search.c.
+ *
+ * Store work runs in jobs (imap_job_start): work() runs on a worker thread
+ * and writes its untagged responses and its tagged completion into job->out;
+ * the session queues that text to the client in bounded pieces (each piece
+ * after the previous one left the output queue), then either runs work()
+ * again (job->more: FETCH in batches) or goes back to reading commands.
+ * While a job or its output is pending no input is parsed. */
+#ifndef MF_IMAP_PRIVATE_H
+#define MF_IMAP_PRIVATE_H
+
+#include "imapd/imap.h"
+#include "imapd/imap-parser.h"
+#include "cluster/directory.h"
+#include "store/mailbox.h"
+#include "lib/buf.h"
+
+#define IMAP_OUT_CHUNK (128 * 1024)       /* one piece of queued output */
+#define IMAP_BATCH_BYTES (256 * 1024)     /* FETCH output per job run */
+#define IMAP_IDLE_POLL_SECS 1
+#define IMAP_IDLE_TIMEOUT_SECS (30 * 60)
+#define IMAP_TAG_MAX 64
+
+enum imap_state {
+	IMAP_STATE_NOAUTH,
+	IMAP_STATE_AUTH,
+	IMAP_STATE_SELECTED,
+	IMAP_STATE_LOGOUT,
+};
+
+enum imap_line_mode {
+	IMAP_LINE_NONE,
+	IMAP_LINE_AUTH,          /* waiting for the AUTHENTICATE response */
+	IMAP_LINE_IDLE,          /* waiting for DONE */
+};
+
+struct imap_session;
+struct imap_job;
+
+typedef void imap_work_fn(struct imap_job *job);
+typedef void imap_finish_fn(struct imap_job *job);
+
+struct imap_job {
+	struct imap_session *s;
+	char tag[IMAP_TAG_MAX + 1];
+	imap_work_fn *work;        /* worker thread */
+	imap_finish_fn *finish;    /* loop thread, after each work() (may be NULL) */
+	struct buf out;            /* responses produced by work() */
+	bool more;                 /* run work() again once out is sent */
+	void *data;                /* command state */
+	void (*data_free)(void *data);
+};
+
+/* What the client has been told about a message (for change detection). */
+struct imap_view_msg {
+	uint32_t uid, flags, keywords;
+};
+
+struct imap_session {
+	struct conn *conn;
+	struct mf_context *ctx;
+	const struct mf_limits *limits;
+	struct imap_parser *parser;
+	enum imap_state state;
+	enum imap_line_mode line_mode;
+	char line_tag[IMAP_TAG_MAX + 1];   /* tag of the AUTHENTICATE / IDLE */
+	bool dispatching;
+	bool starttls_pending;
+	bool job_running;
+	struct imap_job *job;              /* running or sending its output */
+	unsigned bad_commands;
+
+	size_t out_pos;                    /* bytes of job->out queued so far */
+
+	/* APPEND with a streamed literal */
+	struct buf append_data;
+	bool append_streaming;
+	bool append_too_big;
+
+	struct dir_user_info user;
+	struct mailbox *box;               /* SELECTED state */
+	bool read_only;
+	bool idle_poll_due;
+	uint64_t idle_last_poll_ms;
+};
+
+/* ---- imap-session.c ---- */
+/* Queues text (a complete response line or a part of one). */
+void imap_write(struct imap_session *s, const void *data, size_t len);
+void imap_printf(struct imap_session *s, const char *fmt, ...) MF_PRINTF(2, 3);
+/* "<tag> OK|NO text": resets the bad-command count. */
+void imap_tagged(struct imap_session *s, const char *tag, const char *fmt, ...) MF_PRINTF(3, 4);
+/* "<tag> BAD text" (or "* BAD"): counts toward bad_commands_max. */
+void imap_bad(struct imap_session *s, const char *tag, const char *fmt, ...) MF_PRINTF(3, 4);
+struct imap_job *imap_job_new(struct imap_session *s, const char *tag, imap_work_fn *work);
+void imap_job_start(struct imap_job *job);
+void imap_process_input(struct imap_session *s);
+/* The CAPABILITY list (without "* CAPABILITY "). */
+void imap_capabilities(struct imap_session *s, struct buf *out);
+/* The mailbox name (astring) as the store knows it: "INBOX" for any case
+ * of INBOX. False when invalid (not canonical modified UTF-7, or refused by
+ * the store's rules). */
+bool imap_mailbox_name(const struct imap_arg *arg, char *name, size_t size);
+
+/* ---- command handlers (imap-cmd-*.c) ---- */
+typedef void imap_cmd_fn(struct imap_session *s, const struct imap_command *cmd);
+
+imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_login,
+	imap_cmd_authenticate, imap_cmd_starttls, imap_cmd_id, imap_cmd_enable,
+	imap_cmd_namespace;
+imap_cmd_fn imap_cmd_list, imap_cmd_lsub, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
+	imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_status;
+imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_close, imap_cmd_unselect,
+	imap_cmd_check, imap_cmd_expunge, imap_cmd_store, imap_cmd_copy, imap_cmd_move,
+	imap_cmd_idle, imap_cmd_append;
+imap_cmd_fn imap_cmd_fetch, imap_cmd_search;
+
+/* The AUTHENTICATE response line (imap-cmd-auth.c). */
+void imap_auth_response(struct imap_session *s, const char *line, size_t len);
+/* The line while idling (imap-cmd-mailbox.c). */
+void imap_idle_line(struct imap_session *s, const char *line);
+/* Once a second from the frontend while idling: polls the mailbox. */
+void imap_idle_tick(struct imap_session *s);
+/* APPEND with the message data (imap-cmd-append.c). */
+void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
+		     const unsigned char *data, size_t len);
+
+/* ---- helpers in imap-cmd-mailbox.c ---- */
+/* The flag list "(\Seen $Label1 ...)" of msg. */
+void imap_write_flags(const struct mailbox *box, const struct mailbox_msg *m, struct buf *out);
+/* Snapshot of what the client knows; free(). */
+struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_r);
+/* Syncs s->box (worker thread) and writes the untagged EXPUNGE / EXISTS /
+ * RECENT / FETCH FLAGS updates against the snapshot taken before. */
+int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r);
+/* Resolves a sequence or UID set against s->box into message indexes
+ * (ascending). -1 on a syntax error. *idx_r: free(). */
+int imap_msgset(struct imap_session *s, const char *set, bool uid, unsigned **idx_r,
+		unsigned *count_r);
+/* Flags parsed from a list of flag atoms; keyword names into kw (up to
+ * MAILBOX_KEYWORDS_MAX). false on an invalid flag. */
+bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags_r,
+		      const char **kw, unsigned *kw_count_r);
+
+#endif

@@ -1,0 +1,395 @@
+/* mailbox-list.c: a user's folders (maildir++ ".a.b" directories under
+ * Maildir, "a/b" above) and subscriptions (Maildir/subscriptions, one name a
+ * line, written as temp file + rename). */
+#include "store/mailbox-private.h"
+#include "store/maildir.h"
+#include "store/store-private.h"
+#include "lib/buf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FOLDERS_MAX 10000
+
+struct names {
+	char **v;
+	size_t count, cap;
+};
+
+static void names_add(struct names *n, char *name)
+{
+	if (n->count + 1 >= n->cap) {
+		n->cap = n->cap == 0 ? 16 : n->cap * 2;
+		n->v = mf_realloc(n->v, n->cap * sizeof(*n->v));
+	}
+	n->v[n->count++] = name;
+	n->v[n->count] = NULL;
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void mailbox_names_free(char ***names)
+{
+	if (*names == NULL)
+		return;
+	for (char **p = *names; *p != NULL; p++)
+		free(*p);
+	mf_free(names);
+}
+
+static char *user_root(const char *domain, const char *user)
+{
+	return maildir_mailbox_path(domain, user, NULL);
+}
+
+static int list_cb(void *ctx, const char *name)
+{
+	struct names *n = ctx;
+
+	if (name[0] != '.' || name[1] == '\0' || strcmp(name, "..") == 0 || n->count >= FOLDERS_MAX)
+		return 0;
+	char *folder = mf_strdup(name + 1);
+	for (char *p = folder; *p != '\0'; p++) {
+		if (*p == '.')
+			*p = '/';
+	}
+	if (store_folder_name_valid(folder))
+		names_add(n, folder);
+	else
+		free(folder);
+	return 0;
+}
+
+int mailbox_list_folders(struct store *store, const char *domain, const char *user,
+			 char ***names_r, const char **error_r)
+{
+	char *root = user_root(domain, user);
+	struct names n = { 0 };
+
+	if (root == NULL) {
+		*error_r = "invalid user name";
+		return -1;
+	}
+	names_add(&n, NULL);
+	n.count = 0;
+	if (io_readdir(store_io(store), root, list_cb, &n) < 0 && errno != ENOENT) {
+		free(root);
+		mailbox_names_free(&n.v);
+		*error_r = "cannot list folders";
+		return -1;
+	}
+	free(root);
+	qsort(n.v, n.count, sizeof(*n.v), names_cmp);
+	*names_r = n.v;
+	return 0;
+}
+
+static void forget_path(struct store *store, const char *path)
+{
+	pthread_mutex_lock(&store->lock);
+	scache_remove(&store->mailboxes, path);
+	pthread_mutex_unlock(&store->lock);
+}
+
+int mailbox_create(struct store *store, const char *domain, const char *user, const char *name,
+		   const char **error_r)
+{
+	char *prefix;
+
+	if (maildir_folder_is_inbox(name) || !store_folder_name_valid(name)) {
+		*error_r = maildir_folder_is_inbox(name) ? "INBOX exists" : "invalid mailbox name";
+		errno = maildir_folder_is_inbox(name) ? EEXIST : EINVAL;
+		return -1;
+	}
+	if (store_folder_exists(store, domain, user, name) == 1) {
+		*error_r = "mailbox exists";
+		errno = EEXIST;
+		return -1;
+	}
+	/* superiors first, so the hierarchy shows in LIST */
+	prefix = mf_strdup(name);
+	for (char *p = strchr(prefix, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (store_folder_exists(store, domain, user, prefix) != 1 &&
+		    store_folder_create(store, domain, user, prefix) < 0) {
+			free(prefix);
+			*error_r = "cannot create the mailbox";
+			return -1;
+		}
+		*p = '/';
+	}
+	free(prefix);
+	if (store_folder_create(store, domain, user, name) < 0) {
+		*error_r = "cannot create the mailbox";
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- delete ---- */
+
+struct rm_ctx {
+	struct names files;
+};
+
+static int rm_cb(void *ctx, const char *name)
+{
+	struct rm_ctx *r = ctx;
+
+	names_add(&r->files, mf_strdup(name));
+	return 0;
+}
+
+/* Removes the files in dir (and, for each of tmp/new/cur, their files). */
+static int rm_dir(struct mf_io *io, const char *dir, int depth)
+{
+	struct rm_ctx r = { { 0 } };
+	int ret = 0;
+
+	if (io_readdir(io, dir, rm_cb, &r) < 0)
+		return errno == ENOENT ? 0 : -1;
+	for (size_t i = 0; i < r.files.count && ret == 0; i++) {
+		char *path = mf_asprintf("%s/%s", dir, r.files.v[i]);
+		bool sub = depth == 0 && (strcmp(r.files.v[i], "cur") == 0 ||
+					  strcmp(r.files.v[i], "new") == 0 ||
+					  strcmp(r.files.v[i], "tmp") == 0);
+		if (sub)
+			ret = rm_dir(io, path, 1);
+		else if (io_unlink(io, path) < 0 && errno != ENOENT)
+			ret = -1;
+		free(path);
+	}
+	mailbox_names_free(&r.files.v);
+	if (ret == 0 && io_rmdir(io, dir) < 0 && errno != ENOENT)
+		ret = -1;
+	return ret;
+}
+
+static int has_children(struct store *store, const char *domain, const char *user, const char *name,
+			bool *children_r, const char **error_r)
+{
+	char **names;
+	size_t len = strlen(name);
+
+	if (mailbox_list_folders(store, domain, user, &names, error_r) < 0)
+		return -1;
+	*children_r = false;
+	for (char **p = names; *p != NULL; p++) {
+		if (strncmp(*p, name, len) == 0 && (*p)[len] == '/')
+			*children_r = true;
+	}
+	mailbox_names_free(&names);
+	return 0;
+}
+
+int mailbox_delete(struct store *store, const char *domain, const char *user, const char *name,
+		   const char **error_r)
+{
+	bool children;
+	char *path;
+	int ret;
+
+	if (maildir_folder_is_inbox(name) || !store_folder_name_valid(name)) {
+		*error_r = maildir_folder_is_inbox(name) ? "INBOX cannot be deleted" : "invalid mailbox name";
+		errno = EINVAL;
+		return -1;
+	}
+	if (store_folder_exists(store, domain, user, name) != 1) {
+		*error_r = "no such mailbox";
+		errno = ENOENT;
+		return -1;
+	}
+	if (has_children(store, domain, user, name, &children, error_r) < 0)
+		return -1;
+	if (children) {
+		*error_r = "mailbox has children";
+		errno = ENOTEMPTY;
+		return -1;
+	}
+	path = maildir_mailbox_path(domain, user, name);
+	forget_path(store, path);
+	ret = rm_dir(store_io(store), path, 0);
+	free(path);
+	if (ret < 0)
+		*error_r = "cannot delete the mailbox";
+	return ret;
+}
+
+/* ---- rename ---- */
+
+static int rename_dir(struct store *store, const char *domain, const char *user,
+		      const char *from, const char *to)
+{
+	char *p_from = maildir_mailbox_path(domain, user, from);
+	char *p_to = maildir_mailbox_path(domain, user, to);
+	int ret = -1;
+
+	if (p_from != NULL && p_to != NULL) {
+		forget_path(store, p_from);
+		ret = io_rename(store_io(store), p_from, p_to);
+	}
+	free(p_from);
+	free(p_to);
+	return ret;
+}
+
+int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
+		   const char *to, const char **error_r)
+{
+	char **names;
+	size_t len = strlen(from);
+	int ret = 0;
+
+	if (maildir_folder_is_inbox(from) || maildir_folder_is_inbox(to) ||
+	    !store_folder_name_valid(from) || !store_folder_name_valid(to)) {
+		*error_r = "invalid mailbox name";
+		errno = EINVAL;
+		return -1;
+	}
+	if (store_folder_exists(store, domain, user, from) != 1) {
+		*error_r = "no such mailbox";
+		errno = ENOENT;
+		return -1;
+	}
+	if (store_folder_exists(store, domain, user, to) == 1) {
+		*error_r = "target mailbox exists";
+		errno = EEXIST;
+		return -1;
+	}
+	if (mailbox_list_folders(store, domain, user, &names, error_r) < 0)
+		return -1;
+	/* superiors of the target, then the folder and its children */
+	char *parent = mf_strdup(to);
+	char *slash = strrchr(parent, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		if (store_folder_exists(store, domain, user, parent) != 1)
+			ret = mailbox_create(store, domain, user, parent, error_r);
+	}
+	free(parent);
+	if (ret == 0)
+		ret = rename_dir(store, domain, user, from, to);
+	for (char **p = names; *p != NULL && ret == 0; p++) {
+		if (strncmp(*p, from, len) != 0 || (*p)[len] != '/')
+			continue;
+		char *child_to = mf_asprintf("%s%s", to, *p + len);
+		ret = rename_dir(store, domain, user, *p, child_to);
+		free(child_to);
+	}
+	mailbox_names_free(&names);
+	if (ret < 0)
+		*error_r = "cannot rename the mailbox";
+	return ret;
+}
+
+/* ---- subscriptions ---- */
+
+static char *subs_path(const char *domain, const char *user)
+{
+	char *root = user_root(domain, user);
+	char *path = root == NULL ? NULL : mf_asprintf("%s/%s", root, MAILBOX_SUBSCRIPTIONS_FILE);
+
+	free(root);
+	return path;
+}
+
+int mailbox_subscriptions_get(struct store *store, const char *domain, const char *user,
+			      char ***names_r, const char **error_r)
+{
+	char *path = subs_path(domain, user);
+	struct names n = { 0 };
+	char *data, *save = NULL;
+	size_t len;
+
+	if (path == NULL) {
+		*error_r = "invalid user name";
+		return -1;
+	}
+	names_add(&n, NULL);
+	n.count = 0;
+	int ret = io_read_file(store_io(store), path, 1024 * 1024, &data, &len);
+	free(path);
+	if (ret < 0) {
+		if (errno == ENOENT) {
+			*names_r = n.v;
+			return 0;
+		}
+		mailbox_names_free(&n.v);
+		*error_r = "cannot read subscriptions";
+		return -1;
+	}
+	for (char *line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] != '\0' && n.count < FOLDERS_MAX)
+			names_add(&n, mf_strdup(line));
+	}
+	free(data);
+	*names_r = n.v;
+	return 0;
+}
+
+static int subs_write(struct store *store, const char *domain, const char *user, char **names)
+{
+	struct mf_io *io = store_io(store);
+	char *path = subs_path(domain, user);
+	char *tmp = mf_asprintf("%s.tmp.%llu", path, (unsigned long long)store_next_counter(store));
+	struct buf out;
+	struct io_file *file;
+	int ret;
+
+	buf_init(&out, 0);
+	for (char **p = names; *p != NULL; p++)
+		buf_printf(&out, "%s\n", *p);
+	ret = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
+	if (ret == 0) {
+		ret = io_write_all(file, out.data != NULL ? out.data : (const unsigned char *)"", out.len);
+		if (io_close(&file) < 0)
+			ret = -1;
+		if (ret == 0)
+			ret = io_rename(io, tmp, path);
+		if (ret < 0)
+			io_unlink(io, tmp);
+	}
+	buf_free(&out);
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+int mailbox_subscription_set(struct store *store, const char *domain, const char *user,
+			     const char *name, bool subscribe, const char **error_r)
+{
+	char **names;
+	size_t n = 0, found = SIZE_MAX;
+
+	if (store_folder_create(store, domain, user, NULL) < 0 ||
+	    mailbox_subscriptions_get(store, domain, user, &names, error_r) < 0) {
+		*error_r = "cannot read subscriptions";
+		return -1;
+	}
+	for (; names[n] != NULL; n++) {
+		if (strcmp(names[n], name) == 0)
+			found = n;
+	}
+	if ((found != SIZE_MAX) == subscribe) {
+		mailbox_names_free(&names);
+		return 0;
+	}
+	if (subscribe) {
+		names = mf_realloc(names, (n + 2) * sizeof(*names));
+		names[n] = mf_strdup(name);
+		names[n + 1] = NULL;
+	} else {
+		free(names[found]);
+		memmove(&names[found], &names[found + 1], (n - found) * sizeof(*names));
+	}
+	int ret = subs_write(store, domain, user, names);
+	mailbox_names_free(&names);
+	if (ret < 0)
+		*error_r = "cannot write subscriptions";
+	return ret;
+}

@@ -1,0 +1,590 @@
+/* mailbox.c: a maildir mailbox as a session's view (see mailbox.h): sync from
+ * the uidlist, flags in file names, keywords file, reads and expunge.
+ * Appends, copies and STATUS are in mailbox-save.c, folders in
+ * mailbox-list.c. */
+#include "store/mailbox-private.h"
+#include "store/maildir.h"
+#include "store/store-lock.h"
+#include "store/uidlist-ext.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+	char letter;
+	uint32_t flag;
+} flag_letters[] = {
+	{ 'D', MAILBOX_FLAG_DRAFT }, { 'F', MAILBOX_FLAG_FLAGGED },
+	{ 'P', MAILBOX_FLAG_FORWARDED }, { 'R', MAILBOX_FLAG_ANSWERED },
+	{ 'S', MAILBOX_FLAG_SEEN }, { 'T', MAILBOX_FLAG_DELETED },
+};
+
+void mailbox_name_flags(const char *filename, uint32_t *flags_r, uint32_t *keywords_r)
+{
+	const char *info = strstr(filename, ":2,");
+
+	*flags_r = 0;
+	*keywords_r = 0;
+	if (info == NULL)
+		return;
+	for (const char *p = info + 3; *p != '\0'; p++) {
+		if (*p >= 'a' && *p <= 'z') {
+			*keywords_r |= 1u << (*p - 'a');
+			continue;
+		}
+		for (size_t i = 0; i < MF_N_ELEMENTS(flag_letters); i++) {
+			if (flag_letters[i].letter == *p)
+				*flags_r |= flag_letters[i].flag;
+		}
+	}
+}
+
+char *mailbox_name_with_flags(const char *filename, uint32_t flags, uint32_t keywords)
+{
+	size_t base = maildir_base_len(filename);
+	char info[3 + MF_N_ELEMENTS(flag_letters) + MAILBOX_KEYWORDS_MAX + 1];
+	size_t n = 0;
+
+	memcpy(info, ":2,", 3);
+	n = 3;
+	for (size_t i = 0; i < MF_N_ELEMENTS(flag_letters); i++) {
+		if ((flags & flag_letters[i].flag) != 0)
+			info[n++] = flag_letters[i].letter;
+	}
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if ((keywords & (1u << i)) != 0)
+			info[n++] = (char)('a' + i);
+	}
+	info[n] = '\0';
+	return mf_asprintf("%.*s%s", (int)base, filename, info);
+}
+
+char *mailbox_msg_path(const struct mailbox *box, const struct mailbox_msg *m)
+{
+	return mf_asprintf("%s/%s/%s", box->path, m->in_new ? "new" : "cur", m->filename);
+}
+
+/* ---- keywords file: "<index> <name>" lines ---- */
+
+void mailbox_keywords_clear(struct mailbox *box)
+{
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++)
+		mf_free(&box->keywords[i]);
+}
+
+static void keywords_parse(struct mailbox *box, char *data)
+{
+	char *save = NULL;
+
+	for (char *line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *end;
+		unsigned long idx = strtoul(line, &end, 10);
+		if (end == line || *end != ' ' || idx >= MAILBOX_KEYWORDS_MAX || end[1] == '\0')
+			continue;
+		if (strlen(end + 1) > MAILBOX_KEYWORD_LEN_MAX || strchr(end + 1, ' ') != NULL)
+			continue;
+		mf_free(&box->keywords[idx]);
+		box->keywords[idx] = mf_strdup(end + 1);
+	}
+}
+
+int mailbox_keywords_load(struct mailbox *box)
+{
+	char *path = mf_asprintf("%s/%s", box->path, MAILBOX_KEYWORDS_FILE);
+	char *data;
+	size_t len;
+	int ret = io_read_file(store_io(box->store), path, 64 * 1024, &data, &len);
+
+	free(path);
+	mailbox_keywords_clear(box);
+	if (ret < 0 && errno == ENOENT) {
+		/* an adopted Dovecot maildir keeps its keyword letters */
+		path = mf_asprintf("%s/dovecot-keywords", box->path);
+		ret = io_read_file(store_io(box->store), path, 64 * 1024, &data, &len);
+		free(path);
+	}
+	if (ret < 0)
+		return errno == ENOENT ? 0 : -1;
+	keywords_parse(box, data);
+	free(data);
+	return 0;
+}
+
+static int keywords_write(struct mailbox *box)
+{
+	struct mf_io *io = store_io(box->store);
+	char *tmp = mf_asprintf("%s/%s.tmp", box->path, MAILBOX_KEYWORDS_FILE);
+	char *path = mf_asprintf("%s/%s", box->path, MAILBOX_KEYWORDS_FILE);
+	struct buf out;
+	struct io_file *file;
+	int ret;
+
+	buf_init(&out, 0);
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			buf_printf(&out, "%u %s\n", i, box->keywords[i]);
+	}
+	ret = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
+	if (ret == 0) {
+		ret = io_write_all(file, out.data != NULL ? out.data : (const unsigned char *)"", out.len);
+		if (ret == 0)
+			ret = io_fsync(file);
+		if (io_close(&file) < 0)
+			ret = -1;
+	}
+	if (ret == 0)
+		ret = io_rename(io, tmp, path);
+	buf_free(&out);
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+static int keyword_find(const struct mailbox *box, const char *name)
+{
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL && strcasecmp(box->keywords[i], name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int keyword_add_locked(struct mailbox *box, const char *name)
+{
+	int idx;
+
+	if (mailbox_keywords_load(box) < 0)
+		return -1;
+	idx = keyword_find(box, name);
+	if (idx >= 0)
+		return idx;
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] == NULL) {
+			box->keywords[i] = mf_strdup(name);
+			return keywords_write(box) < 0 ? -1 : (int)i;
+		}
+	}
+	return -1;
+}
+
+int mailbox_keyword_index(struct mailbox *box, const char *name, bool create)
+{
+	struct store_lock *lock;
+	int idx = keyword_find(box, name);
+
+	if (idx >= 0 || !create || strlen(name) > MAILBOX_KEYWORD_LEN_MAX)
+		return idx;
+	if (mailbox_lock(box->store, box->path, &lock) < 0)
+		return -1;
+	idx = keyword_add_locked(box, name);
+	store_lock_release(&lock);
+	return idx;
+}
+
+int mailbox_lock(struct store *store, const char *path, struct store_lock **lock_r)
+{
+	char *lock_path = mf_asprintf("%s/%s", path, MAILBOX_LOCK_NAME);
+	int ret = store_lock_take(store, lock_path, MAILBOX_LOCK_TIMEOUT_SECS,
+				  MAILBOX_LOCK_WAIT_MS, lock_r);
+
+	free(lock_path);
+	return ret;
+}
+
+/* ---- sync ---- */
+
+static const struct mailbox_msg *old_find(const struct mailbox_msg *msgs, unsigned count, uint32_t uid)
+{
+	unsigned lo = 0, hi = count;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (msgs[mid].uid == uid)
+			return &msgs[mid];
+		if (msgs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* ",W=<n>" in the base name. */
+static bool name_vsize(const char *name, uint64_t *vsize_r)
+{
+	size_t base = maildir_base_len(name);
+	const char *p = name;
+
+	while ((p = strstr(p, ",W=")) != NULL && (size_t)(p - name) < base) {
+		char *end;
+		unsigned long long v = strtoull(p + 3, &end, 10);
+		if (end != p + 3) {
+			*vsize_r = v;
+			return true;
+		}
+		p += 3;
+	}
+	return false;
+}
+
+uint64_t mailbox_crlf_size(const unsigned char *data, size_t len)
+{
+	uint64_t size = len;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+			size++;
+	}
+	return size;
+}
+
+/* Fills size, vsize and date of a message seen for the first time. *wrote_w
+ * is set when vsize had to be computed from the file. */
+static int msg_learn(struct mailbox *box, struct mailbox_msg *m, const struct uidlist_rec *rec,
+		     bool *computed_r)
+{
+	char *path = mailbox_msg_path(box, m);
+	struct io_stat st;
+	const char *v;
+	size_t vlen;
+	int ret = io_stat(store_io(box->store), path, &st);
+
+	*computed_r = false;
+	if (ret < 0) {
+		free(path);
+		return -1;
+	}
+	m->internal_date = st.mtime_sec;
+	if (!maildir_name_size(m->filename, &m->size))
+		m->size = st.size;
+	if (name_vsize(m->filename, &m->vsize)) {
+		free(path);
+		return 0;
+	}
+	if (rec != NULL && uidlist_ext_get(rec, 'W', &v, &vlen) && vlen < 20) {
+		m->vsize = strtoull(v, NULL, 10);
+		free(path);
+		return 0;
+	}
+	unsigned char *data;
+	size_t len;
+	ret = store_read_message(box->store, path, SIZE_MAX, &data, &len);
+	free(path);
+	if (ret < 0)
+		return -1;
+	m->size = len;
+	m->vsize = mailbox_crlf_size(data, len);
+	free(data);
+	*computed_r = true;
+	return 0;
+}
+
+/* Moves a message from new/ to cur/ (read-write sessions, as maildir says). */
+static void msg_move_to_cur(struct mailbox *box, struct mailbox_msg *m)
+{
+	char *from = mailbox_msg_path(box, m);
+	char *name = strchr(m->filename, ':') != NULL ? mf_strdup(m->filename) :
+		mailbox_name_with_flags(m->filename, 0, 0);
+	char *to = mf_asprintf("%s/cur/%s", box->path, name);
+
+	if (io_rename(store_io(box->store), from, to) == 0) {
+		free(m->filename);
+		m->filename = name;
+		m->in_new = false;
+		m->recent = true;
+	} else {
+		free(name);
+	}
+	free(from);
+	free(to);
+}
+
+static void msgs_free(struct mailbox_msg **msgs, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++)
+		free((*msgs)[i].filename);
+	mf_free(msgs);
+}
+
+struct sync_state {
+	struct mailbox_msg *msgs;
+	unsigned count;
+	struct uidlist_ext_update *updates;
+	char (*values)[24];
+	size_t update_count;
+};
+
+static int sync_one(struct mailbox *box, struct sync_state *st, const struct uidlist_rec *rec)
+{
+	const struct mailbox_msg *old = old_find(box->msgs, box->count, rec->uid);
+	struct mailbox_msg *m = &st->msgs[st->count];
+	bool computed;
+
+	memset(m, 0, sizeof(*m));
+	m->uid = rec->uid;
+	m->filename = mf_strdup(rec->filename);
+	m->in_new = rec->in_new;
+	mailbox_name_flags(m->filename, &m->flags, &m->keywords);
+	if (old != NULL) {
+		m->size = old->size;
+		m->vsize = old->vsize;
+		m->internal_date = old->internal_date;
+		m->recent = old->recent;
+	} else if (msg_learn(box, m, rec, &computed) < 0) {
+		free(m->filename);
+		/* gone since the uidlist was written: the next sync drops it */
+		return errno == ENOENT ? 0 : -1;
+	} else if (computed) {
+		snprintf(st->values[st->update_count], sizeof(st->values[0]), "%" PRIu64, m->vsize);
+		st->updates[st->update_count] = (struct uidlist_ext_update){
+			.uid = m->uid, .key = 'W', .value = st->values[st->update_count] };
+		st->update_count++;
+	}
+	if (m->in_new && !box->read_only)
+		msg_move_to_cur(box, m);
+	st->count++;
+	return 0;
+}
+
+int mailbox_sync(struct mailbox *box, const char **error_r)
+{
+	struct uidlist *ul;
+	struct sync_state st;
+	const char *error;
+
+	if (uidlist_sync(box->store, box->path, &ul, error_r) < 0)
+		return -1;
+	if (mailbox_keywords_load(box) < 0) {
+		uidlist_free(&ul);
+		*error_r = "cannot read the keywords file";
+		return -1;
+	}
+	memset(&st, 0, sizeof(st));
+	st.msgs = mf_calloc(ul->count + 1, sizeof(*st.msgs));
+	st.updates = mf_calloc(ul->count + 1, sizeof(*st.updates));
+	st.values = mf_calloc(ul->count + 1, sizeof(*st.values));
+	for (size_t i = 0; i < ul->count; i++) {
+		if (sync_one(box, &st, &ul->recs[i]) < 0) {
+			msgs_free(&st.msgs, st.count);
+			free(st.updates);
+			free(st.values);
+			uidlist_free(&ul);
+			*error_r = "cannot read a message file";
+			return -1;
+		}
+	}
+	/* remember computed sizes so no session reads those files again */
+	if (st.update_count > 0 && !box->read_only &&
+	    uidlist_ext_set(box->store, box->path, st.updates, st.update_count, &error) < 0)
+		log_warn("mailbox %s: cannot record sizes: %s", box->path, error);
+	msgs_free(&box->msgs, box->count);
+	box->msgs = st.msgs;
+	box->count = st.count;
+	box->uid_validity = ul->uid_validity;
+	box->uid_next = ul->next_uid;
+	free(st.updates);
+	free(st.values);
+	uidlist_free(&ul);
+	return 0;
+}
+
+int mailbox_open(struct store *store, const char *domain, const char *user, const char *name,
+		 bool read_only, struct mailbox **box_r, const char **error_r)
+{
+	const char *folder = maildir_folder_is_inbox(name) ? NULL : name;
+	char *path = maildir_mailbox_path(domain, user, folder);
+	struct io_stat st;
+	struct mailbox *box;
+
+	if (path == NULL) {
+		*error_r = "invalid mailbox name";
+		return -1;
+	}
+	if (folder == NULL && store_folder_create(store, domain, user, NULL) < 0) {
+		free(path);
+		*error_r = "cannot create the Maildir";
+		return -1;
+	}
+	if (io_stat(store_io(store), path, &st) < 0) {
+		int err = errno;
+		free(path);
+		*error_r = err == ENOENT ? "no such mailbox" : "cannot open the mailbox";
+		errno = err;
+		return -1;
+	}
+	box = mf_calloc(1, sizeof(*box));
+	box->store = store;
+	box->domain = mf_strdup(domain);
+	box->user = mf_strdup(user);
+	box->name = mf_strdup(folder == NULL ? "INBOX" : folder);
+	box->path = path;
+	box->read_only = read_only;
+	if (mailbox_sync(box, error_r) < 0) {
+		int err = errno;
+		mailbox_free(&box);
+		errno = err;
+		return -1;
+	}
+	*box_r = box;
+	return 0;
+}
+
+void mailbox_free(struct mailbox **boxp)
+{
+	struct mailbox *box = *boxp;
+
+	if (box == NULL)
+		return;
+	msgs_free(&box->msgs, box->count);
+	mailbox_keywords_clear(box);
+	free(box->domain);
+	free(box->user);
+	free(box->name);
+	free(box->path);
+	mf_free(boxp);
+}
+
+/* ---- finding a file renamed by someone else ---- */
+
+struct relocate_ctx {
+	const char *base;
+	size_t base_len;
+	char *found;
+};
+
+static int relocate_cb(void *ctx, const char *name)
+{
+	struct relocate_ctx *r = ctx;
+
+	if (maildir_base_len(name) == r->base_len && strncmp(name, r->base, r->base_len) == 0) {
+		r->found = mf_strdup(name);
+		return 1;
+	}
+	return 0;
+}
+
+int mailbox_msg_relocate(struct mailbox *box, struct mailbox_msg *m)
+{
+	static const char *const dirs[] = { "cur", "new" };
+
+	for (size_t i = 0; i < MF_N_ELEMENTS(dirs); i++) {
+		struct relocate_ctx r = { .base = m->filename, .base_len = maildir_base_len(m->filename) };
+		char *dir = mf_asprintf("%s/%s", box->path, dirs[i]);
+		int ret = io_readdir(store_io(box->store), dir, relocate_cb, &r);
+		free(dir);
+		if (ret < 0)
+			return -1;
+		if (r.found != NULL) {
+			free(m->filename);
+			m->filename = r.found;
+			m->in_new = i == 1;
+			return 0;
+		}
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+/* ---- flags ---- */
+
+static int rename_flags(struct mailbox *box, struct mailbox_msg *m, uint32_t flags, uint32_t keywords)
+{
+	char *name = mailbox_name_with_flags(m->filename, flags, keywords);
+	char *from = mailbox_msg_path(box, m);
+	char *to = mf_asprintf("%s/cur/%s", box->path, name);
+	int ret = 0;
+
+	if (strcmp(from, to) != 0)
+		ret = io_rename(store_io(box->store), from, to);
+	if (ret == 0) {
+		free(m->filename);
+		m->filename = name;
+		m->in_new = false;
+		m->flags = flags;
+		m->keywords = keywords;
+	} else {
+		free(name);
+	}
+	free(from);
+	free(to);
+	return ret;
+}
+
+int mailbox_set_flags(struct mailbox *box, unsigned idx, uint32_t flags, uint32_t keywords,
+		      const char **error_r)
+{
+	struct mailbox_msg *m = &box->msgs[idx];
+
+	if (rename_flags(box, m, flags, keywords) == 0)
+		return 0;
+	/* another session changed its flags (renamed it) meanwhile */
+	if (errno == ENOENT && mailbox_msg_relocate(box, m) == 0 &&
+	    rename_flags(box, m, flags, keywords) == 0)
+		return 0;
+	*error_r = errno == ENOENT ? "message was expunged" : "cannot change flags";
+	return -1;
+}
+
+int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned char **data_r,
+		 size_t *len_r, const char **error_r)
+{
+	struct mailbox_msg *m = &box->msgs[idx];
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char *path = mailbox_msg_path(box, m);
+		int ret = store_read_message(box->store, path, max_size, data_r, len_r);
+		free(path);
+		if (ret == 0)
+			return 0;
+		if (errno != ENOENT || attempt == 1 || mailbox_msg_relocate(box, m) < 0)
+			break;
+	}
+	*error_r = errno == ENOENT ? "message was expunged" : "cannot read the message";
+	return -1;
+}
+
+/* ---- expunge ---- */
+
+static int expunge_one(struct mailbox *box, struct mailbox_msg *m)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char *path = mailbox_msg_path(box, m);
+		int ret = io_unlink(store_io(box->store), path);
+		free(path);
+		if (ret == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -1;
+		if (mailbox_msg_relocate(box, m) < 0)
+			return errno == ENOENT ? 0 : -1;
+	}
+	return 0;
+}
+
+int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count,
+		    const char **error_r)
+{
+	struct store_lock *lock;
+	int ret = 0;
+
+	if (count == 0)
+		return mailbox_sync(box, error_r);
+	if (mailbox_lock(box->store, box->path, &lock) < 0) {
+		*error_r = "cannot lock the mailbox";
+		return -1;
+	}
+	for (unsigned i = 0; i < count && ret == 0; i++)
+		ret = expunge_one(box, &box->msgs[idxs[i]]);
+	store_lock_release(&lock);
+	if (ret < 0) {
+		*error_r = "cannot remove a message file";
+		return -1;
+	}
+	return mailbox_sync(box, error_r);
+}

@@ -1,0 +1,130 @@
+/* mailbox.h: one maildir mailbox as an IMAP-like view on the store: the
+ * messages with UID, flags (from the maildir file name ":2,<flags>", the
+ * keywords a..z mapped through the per-mailbox "mailfleet-keywords" file in
+ * the dovecot-keywords format), stored size, CRLF size and internal date
+ * (file mtime); flag changes by renaming within cur/; append, expunge, copy;
+ * and the user's folder list and subscriptions.
+ *
+ * UIDs come from uidlist_sync() (under the mailbox lock). A struct mailbox is
+ * a snapshot owned by one session; mailbox_sync() refreshes it, keeping what
+ * it already knew about each UID (size, date), so only new messages cost a
+ * stat or a read.
+ *
+ * Every function here blocks on the NAS: call them from worker threads.
+ * error_r strings are static. */
+#ifndef MF_STORE_MAILBOX_H
+#define MF_STORE_MAILBOX_H
+
+#include "store/store.h"
+
+#define MAILBOX_KEYWORDS_MAX 26
+#define MAILBOX_KEYWORD_LEN_MAX 64
+#define MAILBOX_KEYWORDS_FILE "mailfleet-keywords"
+#define MAILBOX_SUBSCRIPTIONS_FILE "subscriptions"
+
+/* System flags, as in the maildir info letters. */
+enum mailbox_flag {
+	MAILBOX_FLAG_DRAFT    = 1 << 0,   /* D */
+	MAILBOX_FLAG_FLAGGED  = 1 << 1,   /* F */
+	MAILBOX_FLAG_ANSWERED = 1 << 2,   /* R */
+	MAILBOX_FLAG_SEEN     = 1 << 3,   /* S */
+	MAILBOX_FLAG_DELETED  = 1 << 4,   /* T */
+	MAILBOX_FLAG_FORWARDED= 1 << 5,   /* P ($Forwarded) */
+};
+
+struct mailbox_msg {
+	uint32_t uid;
+	char *filename;        /* name in new/ (in_new) or cur/ */
+	bool in_new;
+	uint32_t flags;        /* enum mailbox_flag */
+	uint32_t keywords;     /* bit i: keyword letter 'a' + i */
+	uint64_t size;         /* stored bytes (LF line ends, uncompressed) */
+	uint64_t vsize;        /* IMAP size (CRLF) */
+	int64_t internal_date; /* seconds since the epoch */
+	bool recent;           /* was in new/ when this session moved it */
+};
+
+struct mailbox {
+	struct store *store;
+	char *domain, *user;
+	char *name;            /* "INBOX" or "a/b" */
+	char *path;            /* "dom/user/Maildir[/.a.b]" */
+	bool read_only;
+	uint32_t uid_validity, uid_next;
+	struct mailbox_msg *msgs;   /* ascending UID */
+	unsigned count;
+	char *keywords[MAILBOX_KEYWORDS_MAX];  /* index = letter - 'a'; NULL unused */
+};
+
+/* Opens (and syncs) the mailbox; ENOENT when it does not exist. A read-write
+ * open moves messages from new/ to cur/ and marks them recent. */
+int mailbox_open(struct store *store, const char *domain, const char *user, const char *name,
+		 bool read_only, struct mailbox **box_r, const char **error_r);
+void mailbox_free(struct mailbox **box);
+/* Re-reads uidlist and keywords; the message array is replaced. */
+int mailbox_sync(struct mailbox *box, const char **error_r);
+
+/* The keyword index for name (case-insensitive), adding it to the keywords
+ * file when create is set and there is room. -1 when absent / full. */
+int mailbox_keyword_index(struct mailbox *box, const char *name, bool create);
+
+/* Sets flags and keywords of box->msgs[idx] by renaming its file. */
+int mailbox_set_flags(struct mailbox *box, unsigned idx, uint32_t flags, uint32_t keywords,
+		      const char **error_r);
+
+/* Message file contents (LF line ends, lz4 undone). *data_r: free(). */
+int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned char **data_r,
+		 size_t *len_r, const char **error_r);
+
+/* Removes the files of the given messages (indexes into box->msgs) under the
+ * mailbox lock, then syncs. */
+int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count,
+		    const char **error_r);
+
+/* Appends a message (data with LF or CRLF line ends; stored with LF) into
+ * the mailbox domain/user/name with flags, keywords (names) and internal date
+ * (0 = now). *uid_r and *uid_validity_r receive its UID. errno ENOENT when
+ * the mailbox does not exist. */
+int mailbox_append(struct store *store, const char *domain, const char *user, const char *name,
+		   const void *data, size_t len, uint32_t flags, const char *const *keywords,
+		   unsigned keyword_count, int64_t date, uint32_t *uid_validity_r,
+		   uint32_t *uid_r, const char **error_r);
+
+/* Copies box->msgs[idxs[i]] into the mailbox dest_name (hard link where the
+ * store allows it), keeping flags and keywords. uids_r (count entries) gets
+ * the new UIDs in order; *uid_validity_r the destination's. */
+int mailbox_copy(struct mailbox *box, const unsigned *idxs, unsigned count,
+		 const char *dest_name, uint32_t *uid_validity_r, uint32_t *uids_r,
+		 const char **error_r);
+
+/* Counts for STATUS without keeping the mailbox. */
+struct mailbox_status {
+	uint32_t messages, recent, unseen, uid_next, uid_validity;
+	uint64_t size;
+};
+int mailbox_status(struct store *store, const char *domain, const char *user, const char *name,
+		   struct mailbox_status *st_r, const char **error_r);
+
+/* ---- folders (mailbox-list.c) ---- */
+
+/* Every folder name of the user ("a", "a/b", ...; INBOX not included),
+ * sorted. *names_r: NULL-terminated, free with mailbox_names_free(). */
+int mailbox_list_folders(struct store *store, const char *domain, const char *user,
+			 char ***names_r, const char **error_r);
+void mailbox_names_free(char ***names);
+/* Creates a folder (with parents); EEXIST when it exists. */
+int mailbox_create(struct store *store, const char *domain, const char *user, const char *name,
+		   const char **error_r);
+/* Deletes a folder and its messages; ENOTEMPTY when it has children. */
+int mailbox_delete(struct store *store, const char *domain, const char *user, const char *name,
+		   const char **error_r);
+/* Renames a folder and its children; EEXIST when the target exists. */
+int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
+		   const char *to, const char **error_r);
+/* Subscriptions (one name a line in Maildir/subscriptions). */
+int mailbox_subscriptions_get(struct store *store, const char *domain, const char *user,
+			      char ***names_r, const char **error_r);
+int mailbox_subscription_set(struct store *store, const char *domain, const char *user,
+			     const char *name, bool subscribe, const char **error_r);
+
+#endif
