@@ -10,6 +10,7 @@
 #include "frontend/server.h"
 #include "frontend/tls.h"
 #include "lib/log.h"
+#include "imapd/imap.h"
 #include "lmtpd/lmtp.h"
 #include "store/store.h"
 
@@ -65,6 +66,7 @@ static const struct proto_handler *protocol_handler(enum mf_protocol proto)
 	case MF_PROTO_LMTP:
 		return &lmtp_handler;
 	case MF_PROTO_IMAP:
+		return &imap_handler;
 	case MF_PROTO_POP3:
 	case MF_PROTO_HEALTH:
 		break;

@@ -22,6 +22,7 @@
 #define IMAP_IDLE_POLL_SECS 1
 #define IMAP_IDLE_TIMEOUT_SECS (30 * 60)
 #define IMAP_TAG_MAX 64
+#define MAILBOX_NAME_BUF 1024             /* longest mailbox name + 1 */
 
 enum imap_state {
 	IMAP_STATE_NOAUTH,

@@ -393,3 +393,42 @@ int mailbox_subscription_set(struct store *store, const char *domain, const char
 		*error_r = "cannot write subscriptions";
 	return ret;
 }
+
+/* ---- first login ---- */
+
+int mailbox_user_init(struct store *store, const char *domain, const char *user,
+		      const char *const *folders, unsigned count, const char **error_r)
+{
+	char *path = subs_path(domain, user);
+	struct io_stat st;
+	int ret = 0;
+
+	if (path == NULL) {
+		*error_r = "invalid user name";
+		return -1;
+	}
+	if (store_folder_create(store, domain, user, NULL) < 0) {
+		free(path);
+		*error_r = "cannot create the Maildir";
+		return -1;
+	}
+	if (io_stat(store_io(store), path, &st) == 0 || errno != ENOENT) {
+		free(path);
+		return 0;
+	}
+	free(path);
+	char **names = mf_calloc(count + 2, sizeof(*names));
+	names[0] = mf_strdup("INBOX");
+	for (unsigned i = 0; i < count && ret == 0; i++) {
+		names[i + 1] = mf_strdup(folders[i]);
+		if (store_folder_exists(store, domain, user, folders[i]) != 1 &&
+		    store_folder_create(store, domain, user, folders[i]) < 0)
+			ret = -1;
+	}
+	if (ret == 0)
+		ret = subs_write(store, domain, user, names);
+	mailbox_names_free(&names);
+	if (ret < 0)
+		*error_r = "cannot create the default folders";
+	return ret;
+}

@@ -126,5 +126,9 @@ int mailbox_subscriptions_get(struct store *store, const char *domain, const cha
 			      char ***names_r, const char **error_r);
 int mailbox_subscription_set(struct store *store, const char *domain, const char *user,
 			     const char *name, bool subscribe, const char **error_r);
+/* First login: creates the Maildir and, when the user has no subscriptions
+ * file yet, the given folders, subscribed together with INBOX. */
+int mailbox_user_init(struct store *store, const char *domain, const char *user,
+		      const char *const *folders, unsigned count, const char **error_r);
 
 #endif

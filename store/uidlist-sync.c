@@ -351,7 +351,8 @@ static void listed_sort_unique(struct sync_ctx *s)
 {
 	size_t out = 0;
 
-	qsort(s->files, s->nfiles, sizeof(*s->files), listed_cmp);
+	if (s->nfiles > 1)   /* files is NULL when the mailbox is empty */
+		qsort(s->files, s->nfiles, sizeof(*s->files), listed_cmp);
 	for (size_t i = 0; i < s->nfiles; i++) {
 		if (out > 0 && cmp_base(s->files[out - 1].name, s->files[i].name) == 0) {
 			struct listed *prev = &s->files[out - 1];

@@ -220,10 +220,16 @@ static int send_one(struct load_thread *t, struct lconn *c, unsigned msg,
 			snprintf(what_reply, sizeof(what_reply), "%s", reply);
 		}
 	}
+	if (what != NULL && codes[2] == 354) {
+		/* DATA open after a refused MAIL/RCPT: give up the connection (the
+		 * caller counts this message and the rest as failed) */
+		if (t->first_error[0] == '\0')
+			snprintf(t->first_error, sizeof(t->first_error),
+				 "message %u %s: %.900s (then DATA accepted)", msg, what, what_reply);
+		return -1;
+	}
 	if (what != NULL) {
 		note_error(t, msg, what, what_reply);
-		if (codes[2] == 354)
-			return -1; /* DATA open after a refused MAIL/RCPT: give up */
 		return write(c->fd, "RSET\r\n", 6) == 6 &&
 		       lconn_read_reply(c, reply, sizeof(reply)) > 0 ? 0 : -1;
 	}

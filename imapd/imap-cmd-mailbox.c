@@ -1,0 +1,704 @@
+/* imap-cmd-mailbox.c: the selected mailbox: SELECT / EXAMINE, NOOP and
+ * CHECK (with the untagged updates other sessions' changes produce), CLOSE,
+ * UNSELECT, EXPUNGE / UID EXPUNGE, STORE, COPY, MOVE and IDLE; and the
+ * helpers they share: flag lists, sequence sets, change detection. */
+#include "imapd/imap-private.h"
+#include "imapd/imap-quote.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+	const char *name;
+	uint32_t flag;
+} system_flags[] = {
+	{ "\\Answered", MAILBOX_FLAG_ANSWERED }, { "\\Flagged", MAILBOX_FLAG_FLAGGED },
+	{ "\\Deleted", MAILBOX_FLAG_DELETED }, { "\\Seen", MAILBOX_FLAG_SEEN },
+	{ "\\Draft", MAILBOX_FLAG_DRAFT }, { "$Forwarded", MAILBOX_FLAG_FORWARDED },
+};
+
+void imap_write_flags(const struct mailbox *box, const struct mailbox_msg *m, struct buf *out)
+{
+	bool first = true;
+
+	buf_append(out, "(", 1);
+	for (size_t i = 0; i < MF_N_ELEMENTS(system_flags); i++) {
+		if ((m->flags & system_flags[i].flag) != 0) {
+			buf_printf(out, "%s%s", first ? "" : " ", system_flags[i].name);
+			first = false;
+		}
+	}
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if ((m->keywords & (1u << i)) != 0 && box->keywords[i] != NULL) {
+			buf_printf(out, "%s%s", first ? "" : " ", box->keywords[i]);
+			first = false;
+		}
+	}
+	if (m->recent)
+		buf_printf(out, "%s\\Recent", first ? "" : " ");
+	buf_append(out, ")", 1);
+}
+
+static bool keyword_valid(const char *kw)
+{
+	if (kw[0] == '\0' || strlen(kw) > MAILBOX_KEYWORD_LEN_MAX)
+		return false;
+	for (const char *p = kw; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c) != NULL)
+			return false;
+	}
+	return true;
+}
+
+bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags_r,
+		      const char **kw, unsigned *kw_count_r)
+{
+	const char *atom;
+
+	*flags_r = 0;
+	*kw_count_r = 0;
+	for (size_t i = 0; i < count; i++) {
+		bool found = false;
+		if (!imap_arg_get_atom(&list[i], &atom))
+			return false;
+		for (size_t f = 0; f < MF_N_ELEMENTS(system_flags) && !found; f++) {
+			if (strcasecmp(atom, system_flags[f].name) == 0) {
+				*flags_r |= system_flags[f].flag;
+				found = true;
+			}
+		}
+		if (found || strcasecmp(atom, "\\Recent") == 0)
+			continue;
+		if (atom[0] == '\\' || !keyword_valid(atom))
+			return false;
+		if (*kw_count_r < MAILBOX_KEYWORDS_MAX)
+			kw[(*kw_count_r)++] = atom;
+	}
+	return true;
+}
+
+/* ---- message sets ---- */
+
+int imap_msgset(struct imap_session *s, const char *set, bool uid, unsigned **idx_r,
+		unsigned *count_r)
+{
+	struct imap_seq_range *ranges;
+	size_t nranges;
+	const char *error;
+	const struct mailbox *box = s->box;
+	unsigned *idx = mf_calloc(box->count + 1, sizeof(*idx)), n = 0;
+
+	if (imap_seqset_parse(set, 0, &ranges, &nranges, &error) < 0) {
+		free(idx);
+		return -1;
+	}
+	if (uid) {
+		uint32_t star = box->count > 0 ? box->msgs[box->count - 1].uid : 0;
+		imap_seqset_resolve(ranges, &nranges, star);
+		for (unsigned i = 0; i < box->count; i++) {
+			if (imap_seqset_contains(ranges, nranges, box->msgs[i].uid))
+				idx[n++] = i;
+		}
+	} else {
+		imap_seqset_resolve(ranges, &nranges, box->count);
+		for (size_t r = 0; r < nranges; r++) {
+			for (uint32_t q = ranges[r].first; q != 0 && q <= ranges[r].last && q <= box->count; q++)
+				idx[n++] = q - 1;
+		}
+		/* a sequence number past the end is an error (RFC 9051 6.4.1) */
+		if (nranges > 0 && (ranges[nranges - 1].last > box->count || ranges[0].first == 0)) {
+			mf_free(&ranges);
+			free(idx);
+			return -1;
+		}
+	}
+	mf_free(&ranges);
+	*idx_r = idx;
+	*count_r = n;
+	return 0;
+}
+
+/* ---- change detection ---- */
+
+struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_r)
+{
+	struct imap_view_msg *v = mf_calloc(box->count + 1, sizeof(*v));
+
+	for (unsigned i = 0; i < box->count; i++) {
+		v[i].uid = box->msgs[i].uid;
+		v[i].flags = box->msgs[i].flags;
+		v[i].keywords = box->msgs[i].keywords;
+	}
+	*count_r = box->count;
+	return v;
+}
+
+static void write_updates(struct imap_session *s, const struct imap_view_msg *old, unsigned old_count,
+			  struct buf *out)
+{
+	const struct mailbox *box = s->box;
+	unsigned recent = 0, j = 0;
+
+	/* expunges from the highest sequence number down, so each number is
+	 * still valid when the client reads it */
+	for (unsigned i = old_count; i > 0; i--) {
+		bool kept = false;
+		for (unsigned lo = 0, hi = box->count; lo < hi;) {
+			unsigned mid = lo + (hi - lo) / 2;
+			if (box->msgs[mid].uid == old[i - 1].uid) {
+				kept = true;
+				break;
+			}
+			if (box->msgs[mid].uid < old[i - 1].uid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (!kept)
+			buf_printf(out, "* %u EXPUNGE\r\n", i);
+	}
+	for (unsigned i = 0; i < box->count; i++) {
+		const struct mailbox_msg *m = &box->msgs[i];
+		if (m->recent)
+			recent++;
+		while (j < old_count && old[j].uid < m->uid)
+			j++;
+		if (j < old_count && old[j].uid == m->uid &&
+		    (old[j].flags != m->flags || old[j].keywords != m->keywords)) {
+			buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
+			imap_write_flags(box, m, out);
+			buf_printf(out, ")\r\n");
+		}
+	}
+	if (box->count > 0 && (old_count == 0 || box->msgs[box->count - 1].uid > old[old_count - 1].uid))
+		buf_printf(out, "* %u EXISTS\r\n* %u RECENT\r\n", box->count, recent);
+}
+
+int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r)
+{
+	unsigned old_count;
+	struct imap_view_msg *old = imap_view_save(s->box, &old_count);
+	int ret = mailbox_sync(s->box, error_r);
+
+	if (ret == 0)
+		write_updates(s, old, old_count, out);
+	free(old);
+	return ret;
+}
+
+/* ---- SELECT / EXAMINE ---- */
+
+struct select_data {
+	char name[MAILBOX_NAME_BUF];
+	bool read_only;
+	struct mailbox *box;
+	const char *error;
+	int err;
+};
+
+static void select_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct select_data *d = job->data;
+
+	if (mailbox_open(s->ctx->store, s->user.domain, s->user.localpart, d->name, d->read_only,
+			 &d->box, &d->error) < 0)
+		d->err = errno;
+}
+
+static void write_select(struct imap_session *s, struct imap_job *job, struct mailbox *box)
+{
+	struct buf *out = &job->out;
+	unsigned recent = 0, first_unseen = 0;
+	bool room = false;
+
+	buf_printf(out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			buf_printf(out, " %s", box->keywords[i]);
+		else
+			room = true;
+	}
+	buf_printf(out, ")\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			buf_printf(out, " %s", box->keywords[i]);
+	}
+	buf_printf(out, "%s)] Flags permitted\r\n", room && !box->read_only ? " \\*" : "");
+	for (unsigned i = 0; i < box->count; i++) {
+		if (box->msgs[i].recent || box->msgs[i].in_new)
+			recent++;
+		if (first_unseen == 0 && (box->msgs[i].flags & MAILBOX_FLAG_SEEN) == 0)
+			first_unseen = i + 1;
+	}
+	buf_printf(out, "* %u EXISTS\r\n* %u RECENT\r\n", box->count, recent);
+	if (first_unseen != 0)
+		buf_printf(out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
+	buf_printf(out, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
+		   box->uid_validity, box->uid_next);
+	buf_printf(out, "%s OK [%s] %s completed\r\n", job->tag, box->read_only ? "READ-ONLY" : "READ-WRITE",
+		   box->read_only ? "Examine" : "Select");
+}
+
+static void select_finish(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct select_data *d = job->data;
+
+	if (d->box == NULL) {
+		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
+			   d->err == ENOENT ? "[NONEXISTENT] " : "[SERVERBUG] ", d->error);
+		return;
+	}
+	s->box = d->box;
+	d->box = NULL;
+	s->state = IMAP_STATE_SELECTED;
+	s->read_only = s->box->read_only;
+	write_select(s, job, s->box);
+}
+
+static void select_data_free(void *data)
+{
+	struct select_data *d = data;
+
+	mailbox_free(&d->box);
+	free(d);
+}
+
+static void select_common(struct imap_session *s, const struct imap_command *cmd, bool read_only)
+{
+	struct select_data *d = mf_calloc(1, sizeof(*d));
+	struct imap_job *job;
+
+	if (cmd->arg_count != 1 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name))) {
+		free(d);
+		imap_bad(s, cmd->tag, "Invalid mailbox name");
+		return;
+	}
+	/* the previous mailbox is closed even if this SELECT fails */
+	if (s->box != NULL) {
+		mailbox_free(&s->box);
+		s->state = IMAP_STATE_AUTH;
+		imap_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
+	}
+	d->read_only = read_only;
+	job = imap_job_new(s, cmd->tag, select_work);
+	job->data = d;
+	job->data_free = select_data_free;
+	job->finish = select_finish;
+	imap_job_start(job);
+}
+
+void imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
+{
+	select_common(s, cmd, false);
+}
+
+void imap_cmd_examine(struct imap_session *s, const struct imap_command *cmd)
+{
+	select_common(s, cmd, true);
+}
+
+void imap_cmd_unselect(struct imap_session *s, const struct imap_command *cmd)
+{
+	mailbox_free(&s->box);
+	s->state = IMAP_STATE_AUTH;
+	imap_tagged(s, cmd->tag, "OK Unselect completed");
+}
+
+/* ---- NOOP, CHECK: sync and report ---- */
+
+static void sync_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	const char *error;
+	const char *what = job->data;
+
+	if (imap_sync_box(s, &job->out, &error) < 0)
+		buf_printf(&job->out, "%s NO [SERVERBUG] %s\r\n", job->tag, error);
+	else
+		buf_printf(&job->out, "%s OK %s completed\r\n", job->tag, what);
+}
+
+static void sync_start(struct imap_session *s, const char *tag, const char *what)
+{
+	struct imap_job *job = imap_job_new(s, tag, sync_work);
+
+	job->data = (void *)what;
+	imap_job_start(job);
+}
+
+void imap_cmd_noop(struct imap_session *s, const struct imap_command *cmd)
+{
+	if (s->state == IMAP_STATE_SELECTED)
+		sync_start(s, cmd->tag, "NOOP");
+	else
+		imap_tagged(s, cmd->tag, "OK NOOP completed");
+}
+
+void imap_cmd_check(struct imap_session *s, const struct imap_command *cmd)
+{
+	sync_start(s, cmd->tag, "CHECK");
+}
+
+/* ---- EXPUNGE, UID EXPUNGE, CLOSE ---- */
+
+struct expunge_data {
+	unsigned *uid_idx;       /* UID EXPUNGE: the set */
+	unsigned uid_count;
+	bool uid;
+	bool close;              /* CLOSE: silent, then deselect */
+};
+
+static void expunge_data_free(void *data)
+{
+	struct expunge_data *d = data;
+
+	free(d->uid_idx);
+	free(d);
+}
+
+static void expunge_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct expunge_data *d = job->data;
+	struct mailbox *box = s->box;
+	unsigned *idx = mf_calloc(box->count + 1, sizeof(*idx)), n = 0, old_count;
+	struct imap_view_msg *old = imap_view_save(box, &old_count);
+	const char *error;
+
+	for (unsigned i = 0; i < box->count; i++) {
+		bool in_set = !d->uid;
+		for (unsigned k = 0; k < d->uid_count && !in_set; k++)
+			in_set = d->uid_idx[k] == i;
+		if (in_set && (box->msgs[i].flags & MAILBOX_FLAG_DELETED) != 0)
+			idx[n++] = i;
+	}
+	if (mailbox_expunge(box, idx, n, &error) < 0) {
+		buf_printf(&job->out, "%s NO [SERVERBUG] %s\r\n", job->tag, error);
+	} else {
+		if (!d->close)
+			write_updates(s, old, old_count, &job->out);
+		buf_printf(&job->out, "%s OK %s completed\r\n", job->tag, d->close ? "Close" : "Expunge");
+	}
+	free(idx);
+	free(old);
+}
+
+static void close_finish(struct imap_job *job)
+{
+	job->s->state = IMAP_STATE_AUTH;
+	mailbox_free(&job->s->box);
+}
+
+void imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct expunge_data *d = mf_calloc(1, sizeof(*d));
+	const char *set;
+	struct imap_job *job;
+
+	d->uid = strcmp(cmd->name, "UID EXPUNGE") == 0;
+	if ((d->uid && (cmd->arg_count != 1 || !imap_arg_get_atom(&cmd->args[0], &set) ||
+			imap_msgset(s, set, true, &d->uid_idx, &d->uid_count) < 0)) ||
+	    (!d->uid && cmd->arg_count != 0)) {
+		expunge_data_free(d);
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	if (s->read_only) {
+		expunge_data_free(d);
+		imap_tagged(s, cmd->tag, "NO [READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	job = imap_job_new(s, cmd->tag, expunge_work);
+	job->data = d;
+	job->data_free = expunge_data_free;
+	imap_job_start(job);
+}
+
+void imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct expunge_data *d;
+	struct imap_job *job;
+
+	if (s->read_only) {
+		mailbox_free(&s->box);
+		s->state = IMAP_STATE_AUTH;
+		imap_tagged(s, cmd->tag, "OK Close completed");
+		return;
+	}
+	d = mf_calloc(1, sizeof(*d));
+	d->close = true;
+	job = imap_job_new(s, cmd->tag, expunge_work);
+	job->data = d;
+	job->data_free = expunge_data_free;
+	job->finish = close_finish;
+	imap_job_start(job);
+}
+
+/* ---- STORE ---- */
+
+enum store_mode { STORE_SET, STORE_ADD, STORE_REMOVE };
+
+struct store_data {
+	unsigned *idx, count;
+	enum store_mode mode;
+	bool silent, uid;
+	uint32_t flags;
+	char *kw[MAILBOX_KEYWORDS_MAX];
+	unsigned kw_count;
+};
+
+static void store_data_free(void *data)
+{
+	struct store_data *d = data;
+
+	free(d->idx);
+	for (unsigned i = 0; i < d->kw_count; i++)
+		free(d->kw[i]);
+	free(d);
+}
+
+static void store_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct store_data *d = job->data;
+	struct mailbox *box = s->box;
+	uint32_t kw = 0;
+	const char *error = NULL;
+	bool failed = false;
+
+	for (unsigned i = 0; i < d->kw_count; i++) {
+		int k = mailbox_keyword_index(box, d->kw[i], d->mode != STORE_REMOVE);
+		if (k >= 0)
+			kw |= 1u << k;
+	}
+	for (unsigned i = 0; i < d->count; i++) {
+		struct mailbox_msg *m = &box->msgs[d->idx[i]];
+		uint32_t flags = d->mode == STORE_SET ? d->flags : d->mode == STORE_ADD ?
+			m->flags | d->flags : m->flags & ~d->flags;
+		uint32_t kws = d->mode == STORE_SET ? kw : d->mode == STORE_ADD ?
+			m->keywords | kw : m->keywords & ~kw;
+		if ((flags != m->flags || kws != m->keywords) &&
+		    mailbox_set_flags(box, d->idx[i], flags, kws, &error) < 0) {
+			failed = true;
+			continue;
+		}
+		if (!d->silent || d->uid) {
+			buf_printf(&job->out, "* %u FETCH (", d->idx[i] + 1);
+			if (d->uid)
+				buf_printf(&job->out, "UID %u%s", m->uid, d->silent ? "" : " ");
+			if (!d->silent) {
+				buf_printf(&job->out, "FLAGS ");
+				imap_write_flags(box, m, &job->out);
+			}
+			buf_printf(&job->out, ")\r\n");
+		}
+	}
+	if (failed)
+		buf_printf(&job->out, "%s NO Some flags could not be changed: %s\r\n", job->tag, error);
+	else
+		buf_printf(&job->out, "%s OK Store completed\r\n", job->tag);
+}
+
+static bool store_parse(struct imap_session *s, const struct imap_command *cmd, struct store_data *d)
+{
+	const char *set, *item, *kw[MAILBOX_KEYWORDS_MAX];
+	const struct imap_arg *list;
+	size_t count;
+
+	if (cmd->arg_count != 3 || !imap_arg_get_atom(&cmd->args[0], &set) ||
+	    !imap_arg_get_atom(&cmd->args[1], &item))
+		return false;
+	if (imap_arg_get_list(&cmd->args[2], &list, &count)) {
+		if (!imap_parse_flags(list, count, &d->flags, kw, &d->kw_count))
+			return false;
+	} else if (!imap_parse_flags(&cmd->args[2], 1, &d->flags, kw, &d->kw_count)) {
+		return false;
+	}
+	for (unsigned i = 0; i < d->kw_count; i++)
+		d->kw[i] = mf_strdup(kw[i]);
+	d->mode = item[0] == '+' ? STORE_ADD : item[0] == '-' ? STORE_REMOVE : STORE_SET;
+	if (d->mode != STORE_SET)
+		item++;
+	if (strcasecmp(item, "FLAGS.SILENT") == 0)
+		d->silent = true;
+	else if (strcasecmp(item, "FLAGS") != 0)
+		return false;
+	return imap_msgset(s, set, d->uid, &d->idx, &d->count) == 0;
+}
+
+void imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct store_data *d = mf_calloc(1, sizeof(*d));
+	struct imap_job *job;
+
+	d->uid = strncmp(cmd->name, "UID ", 4) == 0;
+	if (!store_parse(s, cmd, d)) {
+		store_data_free(d);
+		imap_bad(s, cmd->tag, "Invalid STORE arguments");
+		return;
+	}
+	if (s->read_only) {
+		store_data_free(d);
+		imap_tagged(s, cmd->tag, "NO [READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	job = imap_job_new(s, cmd->tag, store_work);
+	job->data = d;
+	job->data_free = store_data_free;
+	imap_job_start(job);
+}
+
+/* ---- COPY, MOVE ---- */
+
+struct copy_data {
+	unsigned *idx, count;
+	char dest[MAILBOX_NAME_BUF];
+	bool uid, move;
+};
+
+static void copy_data_free(void *data)
+{
+	struct copy_data *d = data;
+
+	free(d->idx);
+	free(d);
+}
+
+static void write_uid_set(struct buf *out, const uint32_t *uids, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++)
+		buf_printf(out, "%s%u", i == 0 ? "" : ",", uids[i]);
+}
+
+static void copy_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct copy_data *d = job->data;
+	struct mailbox *box = s->box;
+	uint32_t *src_uids = mf_calloc(d->count + 1, sizeof(*src_uids));
+	uint32_t *dst_uids = mf_calloc(d->count + 1, sizeof(*dst_uids)), validity = 0;
+	const char *error;
+	struct buf code;
+
+	buf_init(&code, 0);
+	for (unsigned i = 0; i < d->count; i++)
+		src_uids[i] = box->msgs[d->idx[i]].uid;
+	if (d->count > 0 &&
+	    mailbox_copy(box, d->idx, d->count, d->dest, &validity, dst_uids, &error) < 0) {
+		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
+			   errno == ENOENT ? "[TRYCREATE] " : "", error);
+		goto out;
+	}
+	if (d->count > 0) {
+		buf_printf(&code, "[COPYUID %u ", validity);
+		write_uid_set(&code, src_uids, d->count);
+		buf_printf(&code, " ");
+		write_uid_set(&code, dst_uids, d->count);
+		buf_printf(&code, "] ");
+	}
+	if (d->move) {
+		if (code.len > 0)
+			buf_printf(&job->out, "* OK %.*s Moved\r\n", (int)code.len - 1, code.data);
+		unsigned old_count;
+		struct imap_view_msg *old = imap_view_save(box, &old_count);
+		if (mailbox_expunge(box, d->idx, d->count, &error) < 0) {
+			free(old);
+			buf_printf(&job->out, "%s NO [SERVERBUG] Copied, but not removed: %s\r\n", job->tag, error);
+			goto out;
+		}
+		write_updates(s, old, old_count, &job->out);
+		free(old);
+		buf_printf(&job->out, "%s OK Move completed\r\n", job->tag);
+	} else {
+		buf_printf(&job->out, "%s OK %.*sCopy completed\r\n", job->tag, (int)code.len, code.data);
+	}
+out:
+	buf_free(&code);
+	free(src_uids);
+	free(dst_uids);
+}
+
+static void copy_common(struct imap_session *s, const struct imap_command *cmd, bool move)
+{
+	struct copy_data *d = mf_calloc(1, sizeof(*d));
+	const char *set;
+	struct imap_job *job;
+
+	d->uid = strncmp(cmd->name, "UID ", 4) == 0;
+	d->move = move;
+	if (cmd->arg_count != 2 || !imap_arg_get_atom(&cmd->args[0], &set) ||
+	    !imap_mailbox_name(&cmd->args[1], d->dest, sizeof(d->dest)) ||
+	    imap_msgset(s, set, d->uid, &d->idx, &d->count) < 0) {
+		copy_data_free(d);
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	if (move && s->read_only) {
+		copy_data_free(d);
+		imap_tagged(s, cmd->tag, "NO [READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	job = imap_job_new(s, cmd->tag, copy_work);
+	job->data = d;
+	job->data_free = copy_data_free;
+	imap_job_start(job);
+}
+
+void imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
+{
+	copy_common(s, cmd, false);
+}
+
+void imap_cmd_move(struct imap_session *s, const struct imap_command *cmd)
+{
+	copy_common(s, cmd, true);
+}
+
+/* ---- IDLE ---- */
+
+void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
+{
+	if (cmd->arg_count != 0) {
+		imap_bad(s, cmd->tag, "IDLE takes no arguments");
+		return;
+	}
+	snprintf(s->line_tag, sizeof(s->line_tag), "%s", cmd->tag);
+	s->line_mode = IMAP_LINE_IDLE;
+	imap_parser_read_line(s->parser);
+	conn_set_timeout(s->conn, IMAP_IDLE_TIMEOUT_SECS);
+	imap_write(s, "+ idling\r\n", 10);
+}
+
+static void idle_work(struct imap_job *job)
+{
+	const char *error;
+
+	if (imap_sync_box(job->s, &job->out, &error) < 0)
+		log_warn("imap: IDLE poll of %s failed: %s", job->s->box->path, error);
+}
+
+void imap_idle_tick(struct imap_session *s)
+{
+	uint64_t now = mf_now_ms();
+
+	if (s->box == NULL || now - s->idle_last_poll_ms < IMAP_IDLE_POLL_SECS * 1000 - 100)
+		return;
+	s->idle_last_poll_ms = now;
+	imap_job_start(imap_job_new(s, "*", idle_work));
+}
+
+void imap_idle_line(struct imap_session *s, const char *line)
+{
+	conn_set_timeout(s->conn, 0);
+	if (strcasecmp(line, "DONE") == 0)
+		imap_tagged(s, s->line_tag, "OK Idle completed");
+	else
+		imap_bad(s, s->line_tag, "Expected DONE");
+}

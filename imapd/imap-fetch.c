@@ -1,0 +1,478 @@
+/* imap-fetch.c: FETCH and UID FETCH (RFC 3501 6.4.5 / 7.4.2): FLAGS, UID,
+ * RFC822.SIZE, INTERNALDATE, ENVELOPE, BODYSTRUCTURE, BODY, BODY[section]
+ * and BODY.PEEK[section] with <partial>, RFC822, RFC822.HEADER and
+ * RFC822.TEXT. Messages are stored with LF line ends; everything sent is
+ * CRLF, and sizes and partial offsets count the CRLF form. The job renders a
+ * batch of messages at a time (IMAP_BATCH_BYTES), so a long FETCH never
+ * holds more than one batch plus one message in memory. */
+#include "imapd/imap-private.h"
+#include "imapd/imap-bodystructure.h"
+#include "imapd/imap-envelope.h"
+#include "imapd/imap-quote.h"
+#include "lib/mime.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define FETCH_ITEMS_MAX 64
+#define FETCH_FIELDS_MAX 64
+
+enum fetch_type {
+	F_FLAGS, F_UID, F_SIZE, F_INTERNALDATE, F_ENVELOPE, F_BODYSTRUCTURE, F_BODY,
+	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT,
+};
+
+enum section_kind { SEC_WHOLE, SEC_HEADER, SEC_TEXT, SEC_MIME, SEC_FIELDS, SEC_FIELDS_NOT };
+
+struct fetch_item {
+	enum fetch_type type;
+	bool peek;
+	char *section;              /* as requested, between the brackets */
+	char *nums;                 /* part numbers, "" for the message */
+	enum section_kind kind;
+	char *fields[FETCH_FIELDS_MAX];
+	unsigned field_count;
+	bool partial;
+	uint64_t start, len;
+};
+
+struct fetch_data {
+	struct fetch_item items[FETCH_ITEMS_MAX];
+	unsigned count;
+	bool uid, need_data, need_parse, sets_seen, has_flags;
+	unsigned *idx, msg_count, pos;
+	bool failed;
+};
+
+static void fetch_data_free(void *data)
+{
+	struct fetch_data *d = data;
+
+	for (unsigned i = 0; i < d->count; i++) {
+		free(d->items[i].section);
+		free(d->items[i].nums);
+		for (unsigned k = 0; k < d->items[i].field_count; k++)
+			free(d->items[i].fields[k]);
+	}
+	free(d->idx);
+	free(d);
+}
+
+/* ---- parsing the items ---- */
+
+static bool parse_fields(struct fetch_item *it, const char *p)
+{
+	while (*p == ' ')
+		p++;
+	if (*p++ != '(')
+		return false;
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == ')')
+			return p[1] == '\0' && it->field_count > 0;
+		const char *start = p;
+		bool quoted = *p == '"';
+		if (quoted)
+			start = ++p;
+		while (*p != '\0' && (quoted ? *p != '"' : (*p != ' ' && *p != ')')))
+			p++;
+		if (*p == '\0' || p == start || it->field_count >= FETCH_FIELDS_MAX)
+			return false;
+		it->fields[it->field_count++] = mf_strndup(start, (size_t)(p - start));
+		if (quoted)
+			p++;
+	}
+}
+
+static bool parse_section(struct fetch_item *it, const char *sec)
+{
+	const char *p = sec;
+
+	while (isdigit((unsigned char)*p)) {
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (*p != '.' || !isdigit((unsigned char)p[1]))
+			break;
+		p++;
+	}
+	it->nums = mf_strndup(sec, (size_t)(p - sec));
+	if (p != sec) {
+		if (*p == '\0') {
+			it->kind = SEC_WHOLE;
+			return true;
+		}
+		if (*p++ != '.')
+			return false;
+	}
+	if (*p == '\0' && p == sec)
+		it->kind = SEC_WHOLE;
+	else if (strcasecmp(p, "HEADER") == 0)
+		it->kind = SEC_HEADER;
+	else if (strcasecmp(p, "TEXT") == 0)
+		it->kind = SEC_TEXT;
+	else if (strcasecmp(p, "MIME") == 0 && p != sec)
+		it->kind = SEC_MIME;
+	else if (strncasecmp(p, "HEADER.FIELDS.NOT", 17) == 0 && (p[17] == ' ' || p[17] == '(')) {
+		it->kind = SEC_FIELDS_NOT;
+		return parse_fields(it, p + 17);
+	} else if (strncasecmp(p, "HEADER.FIELDS", 13) == 0 && (p[13] == ' ' || p[13] == '(')) {
+		it->kind = SEC_FIELDS;
+		return parse_fields(it, p + 13);
+	} else
+		return false;
+	return true;
+}
+
+/* "BODY[...]<a.b>" or "BODY.PEEK[...]<a.b>" */
+static bool parse_body_item(struct fetch_item *it, const char *atom)
+{
+	const char *open = strchr(atom, '['), *close = strrchr(atom, ']');
+
+	if (open == NULL || close == NULL || close < open)
+		return false;
+	it->type = F_SECTION;
+	it->peek = (size_t)(open - atom) == 9;
+	it->section = mf_strndup(open + 1, (size_t)(close - open - 1));
+	if (!parse_section(it, it->section))
+		return false;
+	if (close[1] == '\0')
+		return true;
+	unsigned long long a, b;
+	int used = 0;
+	if (sscanf(close + 1, "<%llu.%llu>%n", &a, &b, &used) != 2 || close[1 + used] != '\0' || b == 0)
+		return false;
+	it->partial = true;
+	it->start = a;
+	it->len = b;
+	return true;
+}
+
+static bool add_item(struct fetch_data *d, const char *atom)
+{
+	static const struct { const char *name; enum fetch_type type; } simple[] = {
+		{ "FLAGS", F_FLAGS }, { "UID", F_UID }, { "RFC822.SIZE", F_SIZE },
+		{ "INTERNALDATE", F_INTERNALDATE }, { "ENVELOPE", F_ENVELOPE },
+		{ "BODYSTRUCTURE", F_BODYSTRUCTURE }, { "BODY", F_BODY }, { "RFC822", F_RFC822 },
+		{ "RFC822.HEADER", F_RFC822_HEADER }, { "RFC822.TEXT", F_RFC822_TEXT },
+	};
+	struct fetch_item *it;
+
+	if (d->count >= FETCH_ITEMS_MAX)
+		return false;
+	it = &d->items[d->count++];
+	for (size_t i = 0; i < MF_N_ELEMENTS(simple); i++) {
+		if (strcasecmp(atom, simple[i].name) == 0) {
+			it->type = simple[i].type;
+			return true;
+		}
+	}
+	if (strncasecmp(atom, "BODY[", 5) == 0 || strncasecmp(atom, "BODY.PEEK[", 10) == 0)
+		return parse_body_item(it, atom);
+	return false;
+}
+
+static bool add_macro_or_item(struct fetch_data *d, const char *atom)
+{
+	static const char *const all[] = { "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY" };
+	size_t n = strcasecmp(atom, "FAST") == 0 ? 3 : strcasecmp(atom, "ALL") == 0 ? 4 :
+		strcasecmp(atom, "FULL") == 0 ? 5 : 0;
+
+	if (n == 0)
+		return add_item(d, atom);
+	for (size_t i = 0; i < n; i++)
+		add_item(d, all[i]);
+	return true;
+}
+
+static bool fetch_parse(const struct imap_command *cmd, struct fetch_data *d)
+{
+	const struct imap_arg *list;
+	size_t count;
+	const char *atom;
+
+	if (cmd->arg_count != 2)
+		return false;
+	if (imap_arg_get_atom(&cmd->args[1], &atom)) {
+		if (!add_macro_or_item(d, atom))
+			return false;
+	} else if (imap_arg_get_list(&cmd->args[1], &list, &count) && count > 0) {
+		for (size_t i = 0; i < count; i++) {
+			if (!imap_arg_get_atom(&list[i], &atom) || !add_item(d, atom))
+				return false;
+		}
+	} else {
+		return false;
+	}
+	for (unsigned i = 0; i < d->count; i++) {
+		enum fetch_type t = d->items[i].type;
+		if (t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_SECTION ||
+		    t == F_RFC822 || t == F_RFC822_HEADER || t == F_RFC822_TEXT)
+			d->need_data = true;
+		if (t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_RFC822_HEADER ||
+		    t == F_RFC822_TEXT || (t == F_SECTION && (d->items[i].kind != SEC_WHOLE || d->items[i].nums[0] != '\0')))
+			d->need_parse = true;
+		if ((t == F_SECTION && !d->items[i].peek) || t == F_RFC822 || t == F_RFC822_TEXT)
+			d->sets_seen = true;
+		if (t == F_FLAGS)
+			d->has_flags = true;
+	}
+	return true;
+}
+
+/* ---- rendering ---- */
+
+/* Appends data[0..len) with every bare LF made CRLF. */
+static void append_crlf(struct buf *out, const unsigned char *data, size_t len)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) {
+			buf_append(out, data + start, i - start);
+			buf_append(out, "\r\n", 2);
+			start = i + 1;
+		}
+	}
+	buf_append(out, data + start, len - start);
+}
+
+static bool field_listed(const struct fetch_item *it, const char *name, size_t len)
+{
+	for (unsigned i = 0; i < it->field_count; i++) {
+		if (strlen(it->fields[i]) == len && strncasecmp(it->fields[i], name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void header_fields(const struct mime_message *msg, const struct mime_part *part,
+			  const struct fetch_item *it, struct buf *out)
+{
+	struct mime_header_iter iter;
+	struct mime_field f;
+
+	mime_header_iter_init(&iter, msg, part);
+	while (mime_header_next(&iter, &f)) {
+		if (field_listed(it, f.name, f.name_len) != (it->kind == SEC_FIELDS))
+			continue;
+		const unsigned char *start = (const unsigned char *)f.name;
+		append_crlf(out, start, (size_t)(f.value + f.value_len - start));
+		buf_append(out, "\r\n", 2);
+	}
+	buf_append(out, "\r\n", 2);
+}
+
+/* The section's text (CRLF) into sec. */
+static void section_text(const struct mime_message *msg, const unsigned char *data, size_t len,
+			 const struct fetch_item *it, struct buf *sec)
+{
+	const struct mime_part *part = msg != NULL ? msg->root : NULL;
+	const char *end;
+
+	if (it->nums[0] == '\0' && it->kind == SEC_WHOLE) {
+		append_crlf(sec, data, len);
+		return;
+	}
+	if (it->nums[0] != '\0') {
+		part = imap_section_part(msg, it->nums, &end);
+		if (part == NULL)
+			return;
+		if (it->kind == SEC_WHOLE) {
+			append_crlf(sec, data + part->body_offset, part->body.physical);
+			return;
+		}
+		if (it->kind == SEC_MIME) {
+			append_crlf(sec, data + part->header_offset, part->header.physical);
+			return;
+		}
+		/* HEADER / TEXT / FIELDS of an encapsulated message */
+		if (part->kind != MIME_PART_MESSAGE || part->children == NULL)
+			return;
+		part = part->children;
+	}
+	if (it->kind == SEC_HEADER)
+		append_crlf(sec, data + part->header_offset, part->header.physical);
+	else if (it->kind == SEC_TEXT)
+		append_crlf(sec, data + part->body_offset, part->body.physical);
+	else
+		header_fields(msg, part, it, sec);
+}
+
+static void write_literal(struct buf *out, const struct buf *sec, const struct fetch_item *it)
+{
+	size_t start = 0, len = sec->len;
+
+	if (it->partial) {
+		start = it->start < sec->len ? (size_t)it->start : sec->len;
+		len = MF_MIN(sec->len - start, it->len);
+	}
+	buf_printf(out, "{%zu}\r\n", len);
+	if (len > 0)
+		buf_append(out, sec->data + start, len);
+}
+
+static void write_section(struct buf *out, const struct mime_message *msg, const unsigned char *data,
+			  size_t len, const struct fetch_item *it)
+{
+	struct buf sec;
+
+	buf_init(&sec, 0);
+	switch (it->type) {
+	case F_RFC822:
+		buf_printf(out, "RFC822 ");
+		append_crlf(&sec, data, len);
+		break;
+	case F_RFC822_HEADER:
+		buf_printf(out, "RFC822.HEADER ");
+		append_crlf(&sec, data + msg->root->header_offset, msg->root->header.physical);
+		break;
+	case F_RFC822_TEXT:
+		buf_printf(out, "RFC822.TEXT ");
+		append_crlf(&sec, data + msg->root->body_offset, msg->root->body.physical);
+		break;
+	default:
+		buf_printf(out, "BODY[%s]", it->section);
+		if (it->partial)
+			buf_printf(out, "<%llu>", (unsigned long long)it->start);
+		buf_append(out, " ", 1);
+		section_text(msg, data, len, it, &sec);
+		break;
+	}
+	write_literal(out, &sec, it);
+	buf_free(&sec);
+}
+
+static void write_date(struct buf *out, int64_t t)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+					      "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	buf_printf(out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, months[tm.tm_mon],
+		   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void write_item(struct imap_session *s, struct buf *out, const struct fetch_item *it,
+		       const struct mailbox_msg *m, const struct mime_message *msg,
+		       const unsigned char *data, size_t len)
+{
+	switch (it->type) {
+	case F_FLAGS:
+		buf_printf(out, "FLAGS ");
+		imap_write_flags(s->box, m, out);
+		break;
+	case F_UID:
+		buf_printf(out, "UID %u", m->uid);
+		break;
+	case F_SIZE:
+		buf_printf(out, "RFC822.SIZE %llu", (unsigned long long)m->vsize);
+		break;
+	case F_INTERNALDATE:
+		buf_printf(out, "INTERNALDATE ");
+		write_date(out, m->internal_date);
+		break;
+	case F_ENVELOPE:
+		buf_printf(out, "ENVELOPE ");
+		imap_envelope_write(msg, msg->root, 0, out);
+		break;
+	case F_BODYSTRUCTURE:
+	case F_BODY:
+		buf_printf(out, "%s ", it->type == F_BODY ? "BODY" : "BODYSTRUCTURE");
+		imap_bodystructure_write(msg, msg->root, it->type == F_BODYSTRUCTURE, 0, out);
+		break;
+	default:
+		write_section(out, msg, data, len, it);
+		break;
+	}
+}
+
+/* One "* n FETCH (...)" line. -1 when the message is gone. */
+static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
+{
+	struct imap_session *s = job->s;
+	struct mailbox_msg *m = &s->box->msgs[idx];
+	unsigned char *data = NULL;
+	size_t len = 0;
+	struct mime_message *msg = NULL;
+	const char *error;
+	bool seen_now = false;
+
+	if (d->need_data && mailbox_read(s->box, idx, SIZE_MAX, &data, &len, &error) < 0)
+		return -1;
+	if (d->need_parse)
+		msg = mime_parse(data != NULL ? data : (const unsigned char *)"", len, NULL,
+				 MIME_PARSE_LF_TO_CRLF);
+	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0 &&
+	    mailbox_set_flags(s->box, idx, m->flags | MAILBOX_FLAG_SEEN, m->keywords, &error) == 0)
+		seen_now = true;
+	buf_printf(&job->out, "* %u FETCH (", idx + 1);
+	bool first = true;
+	if (d->uid) {
+		bool asked = false;
+		for (unsigned i = 0; i < d->count; i++)
+			asked |= d->items[i].type == F_UID;
+		if (!asked) {
+			buf_printf(&job->out, "UID %u", m->uid);
+			first = false;
+		}
+	}
+	for (unsigned i = 0; i < d->count; i++) {
+		if (!first)
+			buf_append(&job->out, " ", 1);
+		first = false;
+		write_item(s, &job->out, &d->items[i], m, msg, data, len);
+	}
+	if (seen_now && !d->has_flags) {
+		buf_printf(&job->out, "%sFLAGS ", first ? "" : " ");
+		imap_write_flags(s->box, m, &job->out);
+	}
+	buf_printf(&job->out, ")\r\n");
+	mime_message_free(&msg);
+	free(data);
+	return 0;
+}
+
+static void fetch_work(struct imap_job *job)
+{
+	struct fetch_data *d = job->data;
+
+	while (d->pos < d->msg_count) {
+		if (fetch_one(job, d, d->idx[d->pos]) < 0)
+			d->failed = true;
+		d->pos++;
+		if (job->out.len >= IMAP_BATCH_BYTES && d->pos < d->msg_count) {
+			job->more = true;
+			return;
+		}
+	}
+	if (d->failed && !d->uid)
+		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some messages were expunged\r\n", job->tag);
+	else
+		buf_printf(&job->out, "%s OK Fetch completed\r\n", job->tag);
+}
+
+void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct fetch_data *d = mf_calloc(1, sizeof(*d));
+	const char *set;
+	struct imap_job *job;
+
+	d->uid = strncmp(cmd->name, "UID ", 4) == 0;
+	if (!fetch_parse(cmd, d) || !imap_arg_get_atom(&cmd->args[0], &set) ||
+	    imap_msgset(s, set, d->uid, &d->idx, &d->msg_count) < 0) {
+		fetch_data_free(d);
+		imap_bad(s, cmd->tag, "Invalid FETCH arguments");
+		return;
+	}
+	job = imap_job_new(s, cmd->tag, fetch_work);
+	job->data = d;
+	job->data_free = fetch_data_free;
+	imap_job_start(job);
+}
