@@ -104,6 +104,12 @@ bench: bench-lmtp
 bench-lmtp: deps all $(BUILD)/tools/lmtpload $(BUILD)/tools/physlimit
 	$(PYTHON) tests/bench/bench_lmtp.py --build $(BUILD) $(BENCH_ARGS)
 
+# POP3 benchmark: mailfleet vs Dovecot's pop3 (RETR everything of 5,000
+# messages; login + UIDL of 50,000). Options: BENCH_ARGS="--quick".
+.PHONY: bench-pop3
+bench-pop3: deps all
+	$(PYTHON) tests/bench/bench_pop3.py --build $(BUILD) $(BENCH_ARGS)
+
 clean:
 	rm -rf build
 

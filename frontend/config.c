@@ -4,6 +4,7 @@
  * field offset) that drives both parsing and config_print(), so the printed
  * configuration always reads back to the same values. */
 #include "frontend/config.h"
+#include "pop3d/pop3-msg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -145,6 +146,20 @@ static const struct opt lmtp_opts[] = {
 	{ "quota_temporary", OPT_BOOL, CFG_OFF(lmtp_quota_temporary), 0, 0, NULL, NULL },
 };
 
+static bool check_uidl_format(const char *value)
+{
+	const char *error;
+
+	return pop3_uidl_format_check(value, &error) == 0;
+}
+
+static const struct opt pop3_opts[] = {
+	{ "uidl_format", OPT_STR, CFG_OFF(pop3_uidl_format), 0, 0, check_uidl_format,
+	  "a UIDL format (%u %v %f %g with 0, width, X L U; must contain %u, %f or %g)" },
+	{ "lock_timeout", OPT_UINT, CFG_OFF(pop3_lock_timeout_secs), 10, 86400, NULL, NULL },
+	{ "require_tls", OPT_BOOL, CFG_OFF(pop3_require_tls), 0, 0, NULL, NULL },
+};
+
 #define GROUP(name, opts) { name, opts, MF_N_ELEMENTS(opts) }
 static const struct opt_group groups[] = {
 	GROUP(NULL, top_opts),
@@ -154,6 +169,7 @@ static const struct opt_group groups[] = {
 	GROUP("threads", threads_opts),
 	GROUP("limits", limits_opts),
 	GROUP("lmtp", lmtp_opts),
+	GROUP("pop3", pop3_opts),
 };
 
 static const char *const protocol_names[] = {
@@ -233,6 +249,9 @@ void config_defaults(struct mf_config *cfg)
 	cfg->limits.data_timeout_secs = 300;
 	cfg->limits.output_queue_max = MIB;
 	cfg->limits.bad_commands_max = 10;
+	cfg->pop3_uidl_format = mf_strdup(POP3_UIDL_FORMAT_DEFAULT);
+	cfg->pop3_lock_timeout_secs = 120;
+	cfg->pop3_require_tls = false;
 	add_default_listener(cfg, MF_PROTO_IMAP, 1143, false);
 	add_default_listener(cfg, MF_PROTO_IMAP, 1993, true);
 	add_default_listener(cfg, MF_PROTO_POP3, 1110, false);

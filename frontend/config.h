@@ -56,6 +56,11 @@ struct mf_config {
 
 	bool lmtp_quota_temporary;  /* over quota: 452 4.2.2 instead of 552 5.2.2 */
 
+	/* Additions for POP3 (group "pop3"). */
+	char *pop3_uidl_format;           /* default "%08Xu%08Xv" (UID, UIDVALIDITY in hex) */
+	unsigned pop3_lock_timeout_secs;  /* a POP3 session lock older than this is stale (120) */
+	bool pop3_require_tls;            /* USER/PASS and AUTH only over TLS (false) */
+
 	struct mf_limits limits;
 	struct mf_listener_config listeners[MF_LISTENERS_MAX];
 	unsigned listener_count;

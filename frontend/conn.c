@@ -53,6 +53,7 @@ struct conn {
 	bool read_wants_write, write_wants_read;
 
 	bool closing, aborted;
+	bool closing_notified;             /* session_closing() was called */
 	bool peer_gone;                    /* end of stream seen */
 	bool job_pending;
 	bool registered;
@@ -167,6 +168,14 @@ void conn_loop_reap(struct loop *loop)
 		/* a job still running keeps the connection; its completion reaps */
 		if (c->job_pending)
 			continue;
+		/* the session's last job (releasing a store lock) runs first */
+		if (!c->closing_notified && c->session_started &&
+		    c->listener->handler->session_closing != NULL) {
+			c->closing_notified = true;
+			c->listener->handler->session_closing(c->session, c);
+			if (c->job_pending)
+				continue;
+		}
 		if (c->on_again_list) {
 			/* unlink from the again list before freeing */
 			struct conn **p = &loop->again_list;
@@ -526,7 +535,8 @@ void conn_loop_tick(struct loop *loop, uint64_t now)
 		if (c->closing) {
 			if (now >= c->close_deadline_ms)
 				conn_abort(c, "output not flushed in time at close");
-		} else if (now - c->last_activity_ms >= (uint64_t)secs * 1000) {
+		} else if (now > c->last_activity_ms &&   /* a flush above may be later than now */
+			   now - c->last_activity_ms >= (uint64_t)secs * 1000) {
 			conn_abort(c, "idle timeout");
 		}
 	}
@@ -629,6 +639,17 @@ int conn_write(struct conn *c, const void *data, size_t len)
 	}
 	conn_abort(c, "output queue limit passed (client not reading)");
 	return -1;
+}
+
+size_t conn_output_room(const struct conn *c)
+{
+	size_t queued = c->out.len - c->out_pos;
+
+	if (c->aborted)
+		return 0;
+	if (c->out.max == 0)
+		return SIZE_MAX;
+	return c->out.max > queued ? c->out.max - queued : 0;
 }
 
 int conn_printf(struct conn *c, const char *fmt, ...)

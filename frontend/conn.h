@@ -38,6 +38,11 @@ struct proto_handler {
 	/* Optional. Called when the output queue has been flushed completely,
 	 * so a module streaming a large response can queue its next piece. */
 	void (*session_output_drained)(void *session, struct conn *conn);
+	/* Optional. The connection is about to be freed (closed by either
+	 * side, no job running): the session may start one last
+	 * conn_run_blocking() job (POP3 releases its lock on the store there);
+	 * session_free() follows after that job's done(). */
+	void (*session_closing)(void *session, struct conn *conn);
 };
 
 struct buf *conn_input(struct conn *conn);
@@ -45,6 +50,9 @@ struct buf *conn_input(struct conn *conn);
  * connection is then closed and the caller should stop producing output. */
 int conn_write(struct conn *conn, const void *data, size_t len);
 int conn_printf(struct conn *conn, const char *fmt, ...) MF_PRINTF(2, 3);
+/* Bytes conn_write() can still queue before the output queue limit (for
+ * sessions that produce long output in pieces). */
+size_t conn_output_room(const struct conn *conn);
 /* Closes after queued output is flushed (bounded by a short timeout). */
 void conn_close(struct conn *conn, const char *reason);
 bool conn_is_closing(const struct conn *conn);

@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "imapd/imap.h"
 #include "lmtpd/lmtp.h"
+#include "pop3d/pop3.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -68,6 +69,7 @@ static const struct proto_handler *protocol_handler(enum mf_protocol proto)
 	case MF_PROTO_IMAP:
 		return &imap_handler;
 	case MF_PROTO_POP3:
+		return &pop3_handler;
 	case MF_PROTO_HEALTH:
 		break;
 	}

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +338,12 @@ static void listener_accept(struct loop *loop, struct listener *l)
 			log_refusal(loop, peer, l, why);
 			close(fd);
 			continue;
+		}
+		if (sa.ss_family != AF_UNIX) {
+			/* output is coalesced per loop pass already; Nagle would only
+			 * hold pipelined replies back until the client's delayed ACK */
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
 		conn_accepted(loop, fd, l, peer, &ip);
 	}

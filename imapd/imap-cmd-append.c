@@ -58,6 +58,21 @@ static bool parse_date_time(const char *str, int64_t *time_r)
 	return true;
 }
 
+/* The user's and the domain's quota (usage as the store counts it). */
+static bool over_quota(struct imap_session *s, size_t len)
+{
+	uint64_t bytes, msgs;
+	const struct dir_user_info *u = &s->user;
+
+	if (u->quota_bytes != 0 &&
+	    store_user_usage(s->ctx->store, u->domain, u->localpart, &bytes, &msgs) == 0 &&
+	    bytes + len > u->quota_bytes)
+		return true;
+	return u->domain_quota_bytes != 0 &&
+		store_domain_usage(s->ctx->store, u->domain, &bytes) == 0 &&
+		bytes + len > u->domain_quota_bytes;
+}
+
 static void append_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
@@ -65,6 +80,10 @@ static void append_work(struct imap_job *job)
 	uint32_t validity, uid;
 	const char *error;
 
+	if (over_quota(s, d->len)) {
+		buf_printf(&job->out, "%s NO [OVERQUOTA] Quota exceeded\r\n", job->tag);
+		return;
+	}
 	if (mailbox_append(s->ctx->store, s->user.domain, s->user.localpart, d->name, d->msg, d->len,
 			   d->flags, (const char *const *)d->kw, d->kw_count, d->date, &validity, &uid,
 			   &error) < 0) {

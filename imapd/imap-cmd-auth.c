@@ -111,6 +111,9 @@ static void login_work(struct imap_job *job)
 	struct imap_session *s = job->s;
 	const char *error;
 
+	/* changes made by mailfleetctl since the last look (one stat) */
+	if (directory_refresh(s->ctx->directory, &error) < 0)
+		log_warn("imap: directory refresh failed: %s", error);
 	if (directory_authenticate(s->ctx->directory, d->user, d->password, &d->info) != 1) {
 		d->result = LOGIN_BAD;
 		return;
@@ -138,6 +141,7 @@ static void login_finish(struct imap_job *job)
 	case LOGIN_OK:
 		s->state = IMAP_STATE_AUTH;
 		s->user = d->info;
+		conn_set_timeout(s->conn, imap_auth_timeout(s));
 		s->bad_commands = 0;
 		buf_init(&caps, 0);
 		imap_capabilities(s, &caps);

@@ -191,6 +191,17 @@ int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r)
 	return ret;
 }
 
+int imap_uid_refresh(struct imap_job *job, const char *set, unsigned **idx_r, unsigned *count_r)
+{
+	struct imap_session *s = job->s;
+	const char *error;
+
+	if (mailbox_changed(s->box) != 1 || imap_sync_box(s, &job->out, &error) < 0 || set == NULL)
+		return 0;
+	mf_free(idx_r);
+	return imap_msgset(s, set, true, idx_r, count_r);
+}
+
 /* ---- SELECT / EXAMINE ---- */
 
 struct select_data {
@@ -284,7 +295,6 @@ static void select_common(struct imap_session *s, const struct imap_command *cmd
 	if (s->box != NULL) {
 		mailbox_free(&s->box);
 		s->state = IMAP_STATE_AUTH;
-		imap_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
 	}
 	d->read_only = read_only;
 	job = imap_job_new(s, cmd->tag, select_work);
@@ -447,6 +457,7 @@ enum store_mode { STORE_SET, STORE_ADD, STORE_REMOVE };
 
 struct store_data {
 	unsigned *idx, count;
+	char *set;
 	enum store_mode mode;
 	bool silent, uid;
 	uint32_t flags;
@@ -459,6 +470,7 @@ static void store_data_free(void *data)
 	struct store_data *d = data;
 
 	free(d->idx);
+	free(d->set);
 	for (unsigned i = 0; i < d->kw_count; i++)
 		free(d->kw[i]);
 	free(d);
@@ -473,30 +485,39 @@ static void store_work(struct imap_job *job)
 	const char *error = NULL;
 	bool failed = false;
 
+	if (d->uid)
+		imap_uid_refresh(job, d->set, &d->idx, &d->count);
 	for (unsigned i = 0; i < d->kw_count; i++) {
 		int k = mailbox_keyword_index(box, d->kw[i], d->mode != STORE_REMOVE);
 		if (k >= 0)
 			kw |= 1u << k;
 	}
+	struct mailbox_flag_change ch = { 0 };
+	const uint32_t all_flags = MAILBOX_FLAG_DRAFT | MAILBOX_FLAG_FLAGGED | MAILBOX_FLAG_ANSWERED |
+		MAILBOX_FLAG_SEEN | MAILBOX_FLAG_DELETED | MAILBOX_FLAG_FORWARDED;
+	if (d->mode == STORE_REMOVE) {
+		ch.remove = d->flags;
+		ch.kw_remove = kw;
+	} else {
+		ch.add = d->flags;
+		ch.kw_add = kw;
+		if (d->mode == STORE_SET) {
+			ch.remove = all_flags & ~d->flags;
+			ch.kw_remove = ~kw;
+		}
+	}
 	for (unsigned i = 0; i < d->count; i++) {
 		struct mailbox_msg *m = &box->msgs[d->idx[i]];
-		uint32_t flags = d->mode == STORE_SET ? d->flags : d->mode == STORE_ADD ?
-			m->flags | d->flags : m->flags & ~d->flags;
-		uint32_t kws = d->mode == STORE_SET ? kw : d->mode == STORE_ADD ?
-			m->keywords | kw : m->keywords & ~kw;
-		if ((flags != m->flags || kws != m->keywords) &&
-		    mailbox_set_flags(box, d->idx[i], flags, kws, &error) < 0) {
+		if (mailbox_change_flags(box, d->idx[i], &ch, &error) < 0) {
 			failed = true;
 			continue;
 		}
-		if (!d->silent || d->uid) {
+		if (!d->silent) {
 			buf_printf(&job->out, "* %u FETCH (", d->idx[i] + 1);
 			if (d->uid)
-				buf_printf(&job->out, "UID %u%s", m->uid, d->silent ? "" : " ");
-			if (!d->silent) {
-				buf_printf(&job->out, "FLAGS ");
-				imap_write_flags(box, m, &job->out);
-			}
+				buf_printf(&job->out, "UID %u ", m->uid);
+			buf_printf(&job->out, "FLAGS ");
+			imap_write_flags(box, m, &job->out);
 			buf_printf(&job->out, ")\r\n");
 		}
 	}
@@ -530,6 +551,7 @@ static bool store_parse(struct imap_session *s, const struct imap_command *cmd, 
 		d->silent = true;
 	else if (strcasecmp(item, "FLAGS") != 0)
 		return false;
+	d->set = mf_strdup(set);
 	return imap_msgset(s, set, d->uid, &d->idx, &d->count) == 0;
 }
 
@@ -671,6 +693,8 @@ void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
 	}
 	snprintf(s->line_tag, sizeof(s->line_tag), "%s", cmd->tag);
 	s->line_mode = IMAP_LINE_IDLE;
+	s->idle_polls = 0;
+	s->idle_keepalive_ms = mf_now_ms();
 	imap_parser_read_line(s->parser);
 	conn_set_timeout(s->conn, IMAP_IDLE_TIMEOUT_SECS);
 	imap_write(s, "+ idling\r\n", 10);
@@ -679,8 +703,13 @@ void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
 static void idle_work(struct imap_job *job)
 {
 	const char *error;
+	struct imap_session *s = job->s;
+	bool full = s->idle_polls++ % IMAP_IDLE_FULL_SYNC_POLLS == 0;
 
-	if (imap_sync_box(job->s, &job->out, &error) < 0)
+	/* most polls only look at two directory mtimes */
+	if (!full && mailbox_changed(s->box) == 0)
+		return;
+	if (imap_sync_box(s, &job->out, &error) < 0)
 		log_warn("imap: IDLE poll of %s failed: %s", job->s->box->path, error);
 }
 
@@ -688,6 +717,10 @@ void imap_idle_tick(struct imap_session *s)
 {
 	uint64_t now = mf_now_ms();
 
+	if (now - s->idle_keepalive_ms >= IMAP_IDLE_KEEPALIVE_SECS * 1000ULL) {
+		s->idle_keepalive_ms = now;
+		imap_printf(s, "* OK Still here\r\n");
+	}
 	if (s->box == NULL || now - s->idle_last_poll_ms < IMAP_IDLE_POLL_SECS * 1000 - 100)
 		return;
 	s->idle_last_poll_ms = now;
@@ -696,7 +729,7 @@ void imap_idle_tick(struct imap_session *s)
 
 void imap_idle_line(struct imap_session *s, const char *line)
 {
-	conn_set_timeout(s->conn, 0);
+	conn_set_timeout(s->conn, imap_auth_timeout(s));
 	if (strcasecmp(line, "DONE") == 0)
 		imap_tagged(s, s->line_tag, "OK Idle completed");
 	else

@@ -45,6 +45,7 @@ struct fetch_data {
 	unsigned count;
 	bool uid, need_data, need_parse, sets_seen, has_flags;
 	unsigned *idx, msg_count, pos;
+	char *set;
 	bool failed;
 };
 
@@ -59,6 +60,7 @@ static void fetch_data_free(void *data)
 			free(d->items[i].fields[k]);
 	}
 	free(d->idx);
+	free(d->set);
 	free(d);
 }
 
@@ -409,9 +411,10 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	if (d->need_parse)
 		msg = mime_parse(data != NULL ? data : (const unsigned char *)"", len, NULL,
 				 MIME_PARSE_LF_TO_CRLF);
-	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0 &&
-	    mailbox_set_flags(s->box, idx, m->flags | MAILBOX_FLAG_SEEN, m->keywords, &error) == 0)
-		seen_now = true;
+	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0) {
+		const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
+		seen_now = mailbox_change_flags(s->box, idx, &ch, &error) == 0;
+	}
 	buf_printf(&job->out, "* %u FETCH (", idx + 1);
 	bool first = true;
 	if (d->uid) {
@@ -443,6 +446,10 @@ static void fetch_work(struct imap_job *job)
 {
 	struct fetch_data *d = job->data;
 
+	if (d->uid && d->pos == 0 && d->set != NULL) {
+		imap_uid_refresh(job, d->set, &d->idx, &d->msg_count);
+		mf_free(&d->set);
+	}
 	while (d->pos < d->msg_count) {
 		if (fetch_one(job, d, d->idx[d->pos]) < 0)
 			d->failed = true;
@@ -471,6 +478,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, "Invalid FETCH arguments");
 		return;
 	}
+	if (d->uid)
+		d->set = mf_strdup(set);
 	job = imap_job_new(s, cmd->tag, fetch_work);
 	job->data = d;
 	job->data_free = fetch_data_free;

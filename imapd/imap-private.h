@@ -18,9 +18,13 @@
 #include "lib/buf.h"
 
 #define IMAP_OUT_CHUNK (128 * 1024)       /* one piece of queued output */
+#define IMAP_OUT_RESERVE (16 * 1024)      /* queue room kept for short replies */
 #define IMAP_BATCH_BYTES (256 * 1024)     /* FETCH output per job run */
 #define IMAP_IDLE_POLL_SECS 1
 #define IMAP_IDLE_TIMEOUT_SECS (30 * 60)
+#define IMAP_AUTH_TIMEOUT_SECS (30 * 60)  /* RFC 3501 5.4: at least 30 minutes */
+#define IMAP_IDLE_FULL_SYNC_POLLS 30      /* every 30th poll syncs anyway */
+#define IMAP_IDLE_KEEPALIVE_SECS 600      /* "* OK Still here" while idling */
 #define IMAP_TAG_MAX 64
 #define MAILBOX_NAME_BUF 1024             /* longest mailbox name + 1 */
 
@@ -85,6 +89,8 @@ struct imap_session {
 	bool read_only;
 	bool idle_poll_due;
 	uint64_t idle_last_poll_ms;
+	unsigned idle_polls;
+	uint64_t idle_keepalive_ms;
 };
 
 /* ---- imap-session.c ---- */
@@ -98,6 +104,9 @@ void imap_bad(struct imap_session *s, const char *tag, const char *fmt, ...) MF_
 struct imap_job *imap_job_new(struct imap_session *s, const char *tag, imap_work_fn *work);
 void imap_job_start(struct imap_job *job);
 void imap_process_input(struct imap_session *s);
+/* Inactivity timeout once logged in: the configured idle timeout, but never
+ * under the 30 minutes RFC 3501 5.4 asks for. */
+unsigned imap_auth_timeout(const struct imap_session *s);
 /* The CAPABILITY list (without "* CAPABILITY "). */
 void imap_capabilities(struct imap_session *s, struct buf *out);
 /* The mailbox name (astring) as the store knows it: "INBOX" for any case
@@ -140,6 +149,10 @@ int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r)
  * (ascending). -1 on a syntax error. *idx_r: free(). */
 int imap_msgset(struct imap_session *s, const char *set, bool uid, unsigned **idx_r,
 		unsigned *count_r);
+/* Before a UID command (worker thread): when the mailbox changed, syncs and
+ * writes the updates into job->out, then resolves the UID set again (set
+ * NULL: sync only). -1 only when set is invalid. */
+int imap_uid_refresh(struct imap_job *job, const char *set, unsigned **idx_r, unsigned *count_r);
 /* Flags parsed from a list of flag atoms; keyword names into kw (up to
  * MAILBOX_KEYWORDS_MAX). false on an invalid flag. */
 bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags_r,

@@ -289,6 +289,45 @@ static bool header_match(struct search_msg *sm, const struct snode *n)
 	return found;
 }
 
+/* The decoded text of leaf parts (transfer encoding undone, text parts
+ * converted to UTF-8), so BODY and TEXT find words in base64 and
+ * quoted-printable bodies too. */
+static bool parts_contain(const struct search_msg *sm, const struct mime_part *part, const char *needle)
+{
+	if (part->kind != MIME_PART_LEAF) {
+		for (const struct mime_part *c = part->children; c != NULL; c = c->next) {
+			if (parts_contain(sm, c, needle))
+				return true;
+		}
+		return false;
+	}
+	const unsigned char *body = sm->data + part->body_offset;
+	struct buf dec, utf8;
+	bool found;
+	char *charset = NULL;
+
+	if (part->encoding == NULL || strcasecmp(part->encoding, "7bit") == 0 ||
+	    strcasecmp(part->encoding, "8bit") == 0 || strcasecmp(part->encoding, "binary") == 0)
+		return contains(body, part->body.physical, needle);
+	buf_init(&dec, 0);
+	buf_init(&utf8, 0);
+	if (mime_decode_transfer(part->encoding, body, part->body.physical, &dec) < 0) {
+		buf_free(&dec);
+		return contains(body, part->body.physical, needle);
+	}
+	if (part->type == NULL || strcasecmp(part->type, "text") == 0)
+		charset = mime_param_get_utf8(part->params, part->param_count, "charset");
+	if (charset != NULL && dec.len > 0 &&
+	    mime_charset_to_utf8(charset, dec.data, dec.len, &utf8) == 0)
+		found = contains(utf8.data, utf8.len, needle);
+	else
+		found = contains(dec.data != NULL ? dec.data : (const unsigned char *)"", dec.len, needle);
+	free(charset);
+	buf_free(&dec);
+	buf_free(&utf8);
+	return found;
+}
+
 static int64_t day_of(int64_t t)
 {
 	return t - ((t % 86400) + 86400) % 86400;
@@ -333,10 +372,10 @@ static bool eval(struct imap_session *s, const struct snode *n, unsigned idx, st
 			return false;
 		if (n->key == K_HEADER)
 			return header_match(sm, n);
-		if (n->key == K_BODY)
-			return contains(sm->data + sm->msg->root->body_offset,
-					sm->msg->root->body.physical, n->str);
-		return contains(sm->data, sm->len, n->str);
+		if (n->key == K_TEXT && contains(sm->data + sm->msg->root->header_offset,
+						 sm->msg->root->header.physical, n->str))
+			return true;
+		return parts_contain(sm, sm->msg->root, n->str);
 	}
 	return false;
 }
@@ -358,8 +397,11 @@ static void search_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
 	struct search_data *d = job->data;
-	struct mailbox *box = s->box;
+	struct mailbox *box;
 
+	if (d->uid)
+		imap_uid_refresh(job, NULL, NULL, NULL);
+	box = s->box;
 	resolve_sets(d->root, box->count > 0 ? box->msgs[box->count - 1].uid : 0, box->count);
 	buf_printf(&job->out, "* SEARCH");
 	for (unsigned i = 0; i < box->count; i++) {

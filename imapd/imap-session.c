@@ -131,6 +131,11 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 	}
 }
 
+unsigned imap_auth_timeout(const struct imap_session *s)
+{
+	return MF_MAX(s->limits->idle_timeout_secs, IMAP_AUTH_TIMEOUT_SECS);
+}
+
 bool imap_mailbox_name(const struct imap_arg *arg, char *name, size_t size)
 {
 	const char *str;
@@ -211,20 +216,27 @@ void imap_job_start(struct imap_job *job)
 static void output_pump(struct imap_session *s)
 {
 	struct imap_job *job = s->job;
-	size_t queued = 0;
+	bool queued = false;
 
 	while (job != NULL && !conn_is_closing(s->conn)) {
 		if (s->out_pos < job->out.len) {
-			if (queued >= IMAP_OUT_CHUNK)
+			/* what the queue takes now, keeping room for the short
+			 * replies that follow; the rest when it has drained */
+			size_t room = conn_output_room(s->conn);
+			size_t left = job->out.len - s->out_pos;
+			size_t n = MF_MIN(MF_MIN(IMAP_OUT_CHUNK, left),
+					  room - MF_MIN(IMAP_OUT_RESERVE, room / 2));
+			if (n == 0)
 				return;
-			size_t n = MF_MIN(IMAP_OUT_CHUNK, job->out.len - s->out_pos);
 			if (conn_write(s->conn, job->out.data + s->out_pos, n) < 0)
 				return;
 			s->out_pos += n;
-			queued += n;
+			queued = true;
+			if (n < left && n < IMAP_OUT_CHUNK)
+				return;
 			continue;
 		}
-		if (queued > 0 && job->more)
+		if (queued && job->more)
 			return;   /* the next batch once this one is out */
 		buf_reset(&job->out);
 		s->out_pos = 0;
@@ -444,6 +456,9 @@ static void *imap_session_new(struct conn *conn)
 	s->ctx = conn_context(conn);
 	s->limits = &s->ctx->config->limits;
 	pl.line_max = MF_MAX(s->limits->line_max, 1024);
+	/* literals count toward line_max when kept in memory: larger ones are
+	 * offered to on_literal(), which streams APPEND's message */
+	pl.stream_min = 1024;
 	s->parser = imap_parser_create(&pl);
 	buf_init(&caps, 0);
 	imap_capabilities(s, &caps);

@@ -12,6 +12,7 @@
 #include "pop3d/pop3-mailbox.h"
 #include "store/maildir.h"
 #include "store/store-lock.h"
+#include "store/store-read.h"
 #include "store/uidlist-ext.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct open_ctx {
 	struct pop3_mailbox *mbox;
@@ -123,7 +125,7 @@ int pop3_mailbox_read(struct pop3_mailbox *mbox, unsigned idx, size_t max_size,
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		char *path = message_path(mbox, msg->filename, msg->in_new);
-		int ret = store_read_message(mbox->store, path, max_size, data_r, len_r);
+		int ret = store_read_message_fast(mbox->store, path, max_size, data_r, len_r);
 		int err = errno;
 		free(path);
 		if (ret == 0)
@@ -228,6 +230,66 @@ static void open_ctx_free(struct open_ctx *o)
 	buf_free(&o->uidls);
 }
 
+static int64_t mtime_ns(const struct io_stat *st)
+{
+	return st->mtime_sec * 1000000000LL + st->mtime_nsec;
+}
+
+/* The uidlist is known to be current when neither new/ nor cur/ changed
+ * since a full sync began (POP3_SYNC_MARK's mtime; a second of margin for
+ * coarse timestamps): then it is read without listing the directories.
+ * All times compared are the NAS's. 1 = loaded, 0 = a full sync is needed. */
+static int load_if_current(struct pop3_mailbox *mbox, struct uidlist **ul_r)
+{
+	struct mf_io *io = store_io(mbox->store);
+	char *mark = mf_asprintf("%s/%s", mbox->mbox, POP3_SYNC_MARK);
+	char *new_dir = mf_asprintf("%s/new", mbox->mbox), *cur_dir = mf_asprintf("%s/cur", mbox->mbox);
+	char *path = mf_asprintf("%s/%s", mbox->mbox, UIDLIST_FILE_NAME), *data = NULL;
+	struct io_stat st_mark, st_new, st_cur;
+	size_t len;
+	unsigned line;
+	const char *error;
+	int ret = 0;
+
+	if (io_stat(io, mark, &st_mark) == 0 && io_stat(io, new_dir, &st_new) == 0 &&
+	    io_stat(io, cur_dir, &st_cur) == 0 &&
+	    MF_MAX(mtime_ns(&st_new), mtime_ns(&st_cur)) < mtime_ns(&st_mark) - 1000000000LL &&
+	    io_read_file(io, path, UIDLIST_MAX_SIZE, &data, &len) == 0 &&
+	    uidlist_parse(data, len, ul_r, &line, &error) == 0) {
+		/* maildir: names in new/ carry no ":2,..." info part */
+		for (size_t i = 0; i < (*ul_r)->count; i++)
+			(*ul_r)->recs[i].in_new = strchr((*ul_r)->recs[i].filename, ':') == NULL;
+		ret = 1;
+	}
+	free(data);
+	free(path);
+	free(mark);
+	free(new_dir);
+	free(cur_dir);
+	return ret;
+}
+
+/* uidlist_sync(), remembering when its listing began (POP3_SYNC_MARK: a
+ * file created before the sync and renamed into place after it). */
+static int full_sync(struct pop3_mailbox *mbox, struct uidlist **ul_r, const char **error_r)
+{
+	struct mf_io *io = store_io(mbox->store);
+	char *tmp = mf_asprintf("%s/tmp/.%s.%d.%llu", mbox->mbox, POP3_SYNC_MARK, (int)getpid(),
+				(unsigned long long)mf_now_us());
+	char *mark = mf_asprintf("%s/%s", mbox->mbox, POP3_SYNC_MARK);
+	struct io_file *file;
+	bool have_tmp = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file) == 0;
+
+	if (have_tmp)
+		have_tmp = io_close(&file) == 0;
+	int ret = uidlist_sync(mbox->store, mbox->mbox, ul_r, error_r);
+	if (have_tmp && (ret < 0 || io_rename(io, tmp, mark) < 0))
+		io_unlink(io, tmp);
+	free(tmp);
+	free(mark);
+	return ret;
+}
+
 static int lock_mailbox(struct pop3_mailbox *mbox, unsigned timeout, bool *in_use_r,
 			const char **error_r)
 {
@@ -265,7 +327,8 @@ enum pop3_open_result pop3_mailbox_open(struct store *store, const char *domain,
 		pop3_mailbox_close(&mbox);
 		return in_use ? POP3_OPEN_IN_USE : POP3_OPEN_FAILED;
 	}
-	if (uidlist_sync(store, mbox->mbox, &o.ul, error_r) < 0 || build_list(&o, error_r) < 0) {
+	if ((load_if_current(mbox, &o.ul) == 0 && full_sync(mbox, &o.ul, error_r) < 0) ||
+	    build_list(&o, error_r) < 0) {
 		open_ctx_free(&o);
 		pop3_mailbox_close(&mbox);
 		return POP3_OPEN_FAILED;

@@ -8,6 +8,10 @@
  * the store (store-lock.h): exclusive create, refreshed by its holder, broken
  * by anyone once older than lock_timeout_secs by the NAS's clock.
  *
+ * Login without listing the directories: when neither new/ nor cur/ changed
+ * (by their mtimes on the NAS) since the last full sync began, the uidlist
+ * is read as it is; otherwise uidlist_sync() runs.
+ *
  * Every function except the accessors blocks on the NAS: call them from a
  * conn_run_blocking() job. */
 #ifndef MF_POP3_MAILBOX_H
@@ -17,6 +21,8 @@
 #include "store/store.h"
 
 #define POP3_LOCK_FILE_NAME "mailfleet-pop3.lock"
+/* Its mtime: when the last full uidlist sync by a POP3 login began. */
+#define POP3_SYNC_MARK "mailfleet-pop3.synced"
 
 struct pop3_mailbox_settings {
 	const char *uidl_format;      /* checked with pop3_uidl_format_check() */

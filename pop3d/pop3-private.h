@@ -11,7 +11,18 @@
 #include "cluster/directory.h"
 
 #define POP3_USER_MAX DIR_ADDRESS_MAX
-#define POP3_CHUNK (64 * 1024)          /* one piece of RETR output */
+#define POP3_CHUNK (64 * 1024)          /* one piece of RETR output, at most */
+#define POP3_PIECE_MIN 1024             /* smaller room: wait for the queue to drain */
+/* A client that RETRs messages in order gets the following ones read ahead
+ * in the same store job, up to these bounds. */
+#define POP3_PREFETCH_BYTES (256 * 1024)
+#define POP3_PREFETCH_MAX 64
+
+struct pop3_prefetched {
+	unsigned idx;
+	unsigned char *data;
+	size_t len;
+};
 
 enum pop3_state {
 	POP3_STATE_AUTHORIZATION,
@@ -45,6 +56,11 @@ struct pop3_session {
 	struct pop3_mailbox *mbox;          /* TRANSACTION state */
 	uint64_t lock_refreshed_ms;
 	bool lock_lost;
+
+	/* messages read ahead (ascending idx) for a sequential reader */
+	struct pop3_prefetched prefetch[POP3_PREFETCH_MAX];
+	unsigned prefetch_count;
+	unsigned next_sequential;           /* idx a sequential reader asks for next */
 
 	/* multi-line output in progress */
 	enum pop3_output output;
@@ -94,6 +110,8 @@ void pop3_cmd_dele(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_rset(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_noop(struct pop3_session *s, const struct pop3_event *ev);
 void pop3_cmd_quit(struct pop3_session *s, const struct pop3_event *ev);
+/* Frees the messages read ahead. */
+void pop3_prefetch_clear(struct pop3_session *s);
 /* Writes listing lines from s->list_next on into out[0..max); true when the
  * final ".\r\n" was written too. */
 bool pop3_listing_fill(struct pop3_session *s, unsigned char *out, size_t max, size_t *written_r);

@@ -238,6 +238,75 @@ static int rename_dir(struct store *store, const char *domain, const char *user,
 	return ret;
 }
 
+static int copy_small_file(struct mf_io *io, const char *from, const char *to)
+{
+	char *data;
+	size_t len;
+	struct io_file *file;
+	int ret;
+
+	if (io_read_file(io, from, 1024 * 1024, &data, &len) < 0)
+		return errno == ENOENT ? 0 : -1;
+	ret = io_open(io, to, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
+	if (ret == 0) {
+		ret = io_write_all(file, data, len);
+		if (io_close(&file) < 0)
+			ret = -1;
+	}
+	free(data);
+	return ret;
+}
+
+static int move_cb(void *ctx, const char *name)
+{
+	struct names *n = ctx;
+
+	names_add(n, mf_strdup(name));
+	return 0;
+}
+
+/* RENAME INBOX (RFC 3501 6.3.5): the messages move to the new folder,
+ * INBOX stays and is empty. Keyword names go along; UIDs are new. */
+static int rename_inbox(struct store *store, const char *domain, const char *user, const char *to,
+			const char **error_r)
+{
+	static const char *const dirs[] = { "new", "cur" };
+	struct mf_io *io = store_io(store);
+	char *src = maildir_mailbox_path(domain, user, NULL);
+	char *dst = maildir_mailbox_path(domain, user, to);
+	int ret = mailbox_create(store, domain, user, to, error_r);
+
+	if (ret == 0) {
+		char *kf = mf_asprintf("%s/%s", src, MAILBOX_KEYWORDS_FILE);
+		char *kt = mf_asprintf("%s/%s", dst, MAILBOX_KEYWORDS_FILE);
+		ret = copy_small_file(io, kf, kt);
+		free(kf);
+		free(kt);
+	}
+	for (size_t d = 0; d < MF_N_ELEMENTS(dirs) && ret == 0; d++) {
+		struct names n = { 0 };
+		char *dir = mf_asprintf("%s/%s", src, dirs[d]);
+		names_add(&n, NULL);
+		n.count = 0;
+		ret = io_readdir(io, dir, move_cb, &n);
+		for (size_t i = 0; i < n.count && ret == 0; i++) {
+			char *a = mf_asprintf("%s/%s", dir, n.v[i]);
+			char *b = mf_asprintf("%s/%s/%s", dst, dirs[d], n.v[i]);
+			if (io_rename(io, a, b) < 0 && errno != ENOENT)
+				ret = -1;
+			free(a);
+			free(b);
+		}
+		mailbox_names_free(&n.v);
+		free(dir);
+	}
+	if (ret < 0)
+		*error_r = "cannot move the INBOX messages";
+	free(src);
+	free(dst);
+	return ret;
+}
+
 int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
 		   const char *to, const char **error_r)
 {
@@ -245,6 +314,14 @@ int mailbox_rename(struct store *store, const char *domain, const char *user, co
 	size_t len = strlen(from);
 	int ret = 0;
 
+	if (maildir_folder_is_inbox(from) && !maildir_folder_is_inbox(to) && store_folder_name_valid(to)) {
+		if (store_folder_exists(store, domain, user, to) == 1) {
+			*error_r = "target mailbox exists";
+			errno = EEXIST;
+			return -1;
+		}
+		return rename_inbox(store, domain, user, to, error_r);
+	}
 	if (maildir_folder_is_inbox(from) || maildir_folder_is_inbox(to) ||
 	    !store_folder_name_valid(from) || !store_folder_name_valid(to)) {
 		*error_r = "invalid mailbox name";

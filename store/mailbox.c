@@ -285,6 +285,21 @@ static int msg_learn(struct mailbox *box, struct mailbox_msg *m, const struct ui
 	return 0;
 }
 
+/* msg_learn(), following a file that another session renamed (flags
+ * changed) after the uidlist listed it. */
+static int msg_learn_follow(struct mailbox *box, struct mailbox_msg *m, const struct uidlist_rec *rec,
+			    bool *computed_r)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (msg_learn(box, m, rec, computed_r) == 0)
+			return 0;
+		if (errno != ENOENT || mailbox_msg_relocate(box, m) < 0)
+			return -1;
+		mailbox_name_flags(m->filename, &m->flags, &m->keywords);
+	}
+	return -1;
+}
+
 /* Moves a message from new/ to cur/ (read-write sessions, as maildir says). */
 static void msg_move_to_cur(struct mailbox *box, struct mailbox_msg *m)
 {
@@ -318,6 +333,7 @@ struct sync_state {
 	struct uidlist_ext_update *updates;
 	char (*values)[24];
 	size_t update_count;
+	unsigned moved;                /* files this sync moved new/ -> cur/ */
 };
 
 static int sync_one(struct mailbox *box, struct sync_state *st, const struct uidlist_rec *rec)
@@ -336,7 +352,7 @@ static int sync_one(struct mailbox *box, struct sync_state *st, const struct uid
 		m->vsize = old->vsize;
 		m->internal_date = old->internal_date;
 		m->recent = old->recent;
-	} else if (msg_learn(box, m, rec, &computed) < 0) {
+	} else if (msg_learn_follow(box, m, rec, &computed) < 0) {
 		free(m->filename);
 		/* gone since the uidlist was written: the next sync drops it */
 		return errno == ENOENT ? 0 : -1;
@@ -346,14 +362,47 @@ static int sync_one(struct mailbox *box, struct sync_state *st, const struct uid
 			.uid = m->uid, .key = 'W', .value = st->values[st->update_count] };
 		st->update_count++;
 	}
-	if (m->in_new && !box->read_only)
+	if (m->in_new && !box->read_only) {
 		msg_move_to_cur(box, m);
+		st->moved++;
+	}
 	st->count++;
 	return 0;
 }
 
+/* mtimes of new/ and cur/ (ns), which every delivery, flag change and
+ * expunge moves; the keywords file changes only with cur/ renames. */
+static int dir_stamps(struct mailbox *box, int64_t stamps[2])
+{
+	static const char *const dirs[] = { "new", "cur" };
+
+	for (int i = 0; i < 2; i++) {
+		char *path = mf_asprintf("%s/%s", box->path, dirs[i]);
+		struct io_stat st;
+		int ret = io_stat(store_io(box->store), path, &st);
+		free(path);
+		if (ret < 0)
+			return -1;
+		stamps[i] = st.mtime_sec * 1000000000LL + st.mtime_nsec;
+	}
+	return 0;
+}
+
+int mailbox_changed(struct mailbox *box)
+{
+	int64_t stamps[2];
+
+	if (dir_stamps(box, stamps) < 0)
+		return -1;
+	return stamps[0] != box->stamps[0] || stamps[1] != box->stamps[1] ||
+		!box->stamps_valid ? 1 : 0;
+}
+
 int mailbox_sync(struct mailbox *box, const char **error_r)
 {
+	/* taken before the listing, so a change during it shows next time */
+	box->stamps_valid = dir_stamps(box, box->stamps) == 0;
+
 	struct uidlist *ul;
 	struct sync_state st;
 	const char *error;
@@ -380,12 +429,16 @@ int mailbox_sync(struct mailbox *box, const char **error_r)
 		}
 	}
 	/* remember computed sizes so no session reads those files again */
-	if (st.update_count > 0 && !box->read_only &&
+	if (st.update_count > 0 &&
 	    uidlist_ext_set(box->store, box->path, st.updates, st.update_count, &error) < 0)
 		log_warn("mailbox %s: cannot record sizes: %s", box->path, error);
 	msgs_free(&box->msgs, box->count);
 	box->msgs = st.msgs;
 	box->count = st.count;
+	/* our own moves are no news (a change made meanwhile by others waits
+	 * for the next full sync) */
+	if (st.moved > 0)
+		box->stamps_valid = dir_stamps(box, box->stamps) == 0;
 	box->uid_validity = ul->uid_validity;
 	box->uid_next = ul->next_uid;
 	free(st.updates);
@@ -527,6 +580,30 @@ int mailbox_set_flags(struct mailbox *box, unsigned idx, uint32_t flags, uint32_
 	if (errno == ENOENT && mailbox_msg_relocate(box, m) == 0 &&
 	    rename_flags(box, m, flags, keywords) == 0)
 		return 0;
+	*error_r = errno == ENOENT ? "message was expunged" : "cannot change flags";
+	return -1;
+}
+
+int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox_flag_change *ch,
+			 const char **error_r)
+{
+	struct mailbox_msg *m = &box->msgs[idx];
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		uint32_t flags, kw;
+		/* the file name is the truth: apply the change to what it says */
+		mailbox_name_flags(m->filename, &flags, &kw);
+		flags = (flags | ch->add) & ~ch->remove;
+		kw = (kw | ch->kw_add) & ~ch->kw_remove;
+		if ((flags == m->flags && kw == m->keywords && !m->in_new) ||
+		    rename_flags(box, m, flags, kw) == 0) {
+			m->flags = flags;
+			m->keywords = kw;
+			return 0;
+		}
+		if (errno != ENOENT || mailbox_msg_relocate(box, m) < 0)
+			break;
+	}
 	*error_r = errno == ENOENT ? "message was expunged" : "cannot change flags";
 	return -1;
 }

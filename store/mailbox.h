@@ -54,6 +54,8 @@ struct mailbox {
 	struct mailbox_msg *msgs;   /* ascending UID */
 	unsigned count;
 	char *keywords[MAILBOX_KEYWORDS_MAX];  /* index = letter - 'a'; NULL unused */
+	int64_t stamps[2];     /* new/ and cur/ mtimes at the last sync */
+	bool stamps_valid;
 };
 
 /* Opens (and syncs) the mailbox; ENOENT when it does not exist. A read-write
@@ -64,6 +66,12 @@ void mailbox_free(struct mailbox **box);
 /* Re-reads uidlist and keywords; the message array is replaced. */
 int mailbox_sync(struct mailbox *box, const char **error_r);
 
+/* Cheap check for a poll (IDLE): 1 when new/ or cur/ changed since the last
+ * sync (by their mtimes on the NAS), 0 when not, -1 on error. A sync is
+ * still needed now and then: a change within the mtime granularity of the
+ * NAS can go unnoticed by this check alone. */
+int mailbox_changed(struct mailbox *box);
+
 /* The keyword index for name (case-insensitive), adding it to the keywords
  * file when create is set and there is room. -1 when absent / full. */
 int mailbox_keyword_index(struct mailbox *box, const char *name, bool create);
@@ -71,6 +79,16 @@ int mailbox_keyword_index(struct mailbox *box, const char *name, bool create);
 /* Sets flags and keywords of box->msgs[idx] by renaming its file. */
 int mailbox_set_flags(struct mailbox *box, unsigned idx, uint32_t flags, uint32_t keywords,
 		      const char **error_r);
+
+/* Adds and removes flags and keywords relative to what the file name says
+ * at the time of the rename (so a concurrent change by another session to
+ * other flags is kept); follows a file renamed meanwhile. */
+struct mailbox_flag_change {
+	uint32_t add, remove;          /* enum mailbox_flag */
+	uint32_t kw_add, kw_remove;    /* keyword bits */
+};
+int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox_flag_change *ch,
+			 const char **error_r);
 
 /* Message file contents (LF line ends, lz4 undone). *data_r: free(). */
 int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned char **data_r,
@@ -118,7 +136,8 @@ int mailbox_create(struct store *store, const char *domain, const char *user, co
 /* Deletes a folder and its messages; ENOTEMPTY when it has children. */
 int mailbox_delete(struct store *store, const char *domain, const char *user, const char *name,
 		   const char **error_r);
-/* Renames a folder and its children; EEXIST when the target exists. */
+/* Renames a folder and its children; EEXIST when the target exists.
+ * Renaming INBOX moves its messages into the new folder (new UIDs there). */
 int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
 		   const char *to, const char **error_r);
 /* Subscriptions (one name a line in Maildir/subscriptions). */

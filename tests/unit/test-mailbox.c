@@ -1,0 +1,301 @@
+/* test-mailbox.c: store/mailbox*.c on the in-memory backend: sync from the
+ * uidlist, flags and keywords in file names (also against a concurrent
+ * change by another view), append with flags and date, copy, expunge,
+ * folders, subscriptions and the first-login folders. */
+#include "tests/unit/test.h"
+#include "store/mailbox-private.h"
+#include "store/maildir.h"
+
+#include <errno.h>
+#include <sys/uio.h>
+
+TEST_DEFINE_GLOBALS
+
+#define DOM "example.test"
+#define USR "u"
+
+static struct store *new_store(void)
+{
+	struct store_settings set;
+	struct store *store;
+	const char *error;
+
+	store_settings_defaults(&set);
+	set.hostname = "unit";
+	if (store_new(io_mem_new(), &set, &store, &error) < 0) {
+		fprintf(stderr, "store_new: %s\n", error);
+		exit(1);
+	}
+	return store;
+}
+
+static void deliver(struct store *store, const char *folder, const char *text)
+{
+	struct iovec iov = { .iov_base = (void *)text, .iov_len = strlen(text) };
+	char *base;
+	const char *error;
+
+	CHECK(store_deliver(store, DOM, USR, folder, &iov, 1, strlen(text), &base, &error) == 0);
+	free(base);
+}
+
+static struct mailbox *open_box(struct store *store, const char *name, bool ro)
+{
+	struct mailbox *box = NULL;
+	const char *error;
+
+	CHECK(mailbox_open(store, DOM, USR, name, ro, &box, &error) == 0);
+	return box;
+}
+
+static void test_empty_and_sync(void)
+{
+	struct store *store = new_store();
+	struct mailbox *box = open_box(store, "INBOX", false);
+	const char *error;
+
+	CHECK_INT_EQ(box->count, 0);
+	CHECK(box->uid_validity != 0);
+	CHECK_INT_EQ(box->uid_next, 1);
+	deliver(store, NULL, "Subject: one\n\nline1\nline2\n");
+	deliver(store, NULL, "Subject: two\n\nx\n");
+	CHECK(mailbox_sync(box, &error) == 0);
+	CHECK_INT_EQ(box->count, 2);
+	CHECK_INT_EQ(box->msgs[0].uid, 1);
+	CHECK_INT_EQ(box->msgs[1].uid, 2);
+	CHECK_INT_EQ(box->msgs[0].size, 26);
+	CHECK_INT_EQ(box->msgs[0].vsize, 26 + 4);
+	/* read-write: moved from new/ to cur/, recent for this view */
+	CHECK(!box->msgs[0].in_new && box->msgs[0].recent);
+	CHECK(strstr(box->msgs[0].filename, ":2,") != NULL);
+	CHECK(box->msgs[0].internal_date > 1700000000);
+	mailbox_free(&box);
+	CHECK(box == NULL);
+	/* a second view: same UIDs, no longer in new/ */
+	box = open_box(store, "INBOX", true);
+	CHECK_INT_EQ(box->count, 2);
+	CHECK(!box->msgs[1].recent);
+	mailbox_free(&box);
+	store_free(&store);
+}
+
+static void test_flags_and_keywords(void)
+{
+	struct store *store = new_store();
+	struct mailbox *a, *b;
+	const char *error;
+
+	deliver(store, NULL, "Subject: f\n\nbody\n");
+	a = open_box(store, "INBOX", false);
+	b = open_box(store, "INBOX", false);
+	int kw = mailbox_keyword_index(a, "$Label1", true);
+	CHECK_INT_EQ(kw, 0);
+	struct mailbox_flag_change seen = { .add = MAILBOX_FLAG_SEEN, .kw_add = 1u << kw };
+	CHECK(mailbox_change_flags(a, 0, &seen, &error) == 0);
+	CHECK(strstr(a->msgs[0].filename, ":2,Sa") != NULL);
+	/* b's view is stale: its change must keep a's */
+	struct mailbox_flag_change flagged = { .add = MAILBOX_FLAG_FLAGGED };
+	CHECK(mailbox_change_flags(b, 0, &flagged, &error) == 0);
+	CHECK_INT_EQ(b->msgs[0].flags, MAILBOX_FLAG_FLAGGED | MAILBOX_FLAG_SEEN);
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK_INT_EQ(a->msgs[0].flags, MAILBOX_FLAG_FLAGGED | MAILBOX_FLAG_SEEN);
+	CHECK_INT_EQ(a->msgs[0].keywords, 1);
+	CHECK_STR_EQ(a->keywords[0], "$Label1");
+	struct mailbox_flag_change unseen = { .remove = MAILBOX_FLAG_SEEN, .kw_remove = 1 };
+	CHECK(mailbox_change_flags(a, 0, &unseen, &error) == 0);
+	CHECK(strstr(a->msgs[0].filename, ":2,F") != NULL);
+	CHECK(strchr(strstr(a->msgs[0].filename, ":2,"), 'S') == NULL);
+	/* a third view reads the keyword names from the file */
+	mailbox_free(&b);
+	b = open_box(store, "INBOX", true);
+	CHECK_STR_EQ(b->keywords[0], "$Label1");
+	CHECK_INT_EQ(mailbox_keyword_index(b, "$label1", false), 0);
+	CHECK_INT_EQ(mailbox_keyword_index(b, "$Other", false), -1);
+	mailbox_free(&a);
+	mailbox_free(&b);
+	store_free(&store);
+}
+
+static void test_append_copy_expunge(void)
+{
+	struct store *store = new_store();
+	const char *kws[] = { "$Junk" };
+	uint32_t validity, uid, uids[2], dvalidity;
+	const char *error;
+	unsigned char *data;
+	size_t len;
+
+	CHECK(store_folder_create(store, DOM, USR, NULL) == 0);
+	CHECK(mailbox_append(store, DOM, USR, "INBOX", "Subject: a\r\n\r\nx\r\n", 17,
+			     MAILBOX_FLAG_SEEN, kws, 1, 1600000000, &validity, &uid, &error) == 0);
+	CHECK_INT_EQ(uid, 1);
+	CHECK(mailbox_append(store, DOM, USR, "INBOX", "Subject: b\n\ny\n", 14, 0, NULL, 0, 0,
+			     &validity, &uid, &error) == 0);
+	CHECK_INT_EQ(uid, 2);
+	errno = 0;
+	CHECK(mailbox_append(store, DOM, USR, "Nope", "x", 1, 0, NULL, 0, 0, &validity, &uid, &error) < 0);
+	CHECK_INT_EQ(errno, ENOENT);
+
+	struct mailbox *box = open_box(store, "INBOX", false);
+	CHECK_INT_EQ(box->count, 2);
+	CHECK_INT_EQ(box->uid_validity, validity);
+	CHECK_INT_EQ(box->msgs[0].internal_date, 1600000000);
+	CHECK_INT_EQ(box->msgs[0].flags, MAILBOX_FLAG_SEEN);
+	CHECK_STR_EQ(box->keywords[0], "$Junk");
+	CHECK_INT_EQ(box->msgs[0].size, 14);      /* stored with LF */
+	CHECK_INT_EQ(box->msgs[0].vsize, 17);     /* served with CRLF */
+	CHECK(mailbox_read(box, 0, 1000, &data, &len, &error) == 0);
+	CHECK(len == 14 && memcmp(data, "Subject: a\n\nx\n", 14) == 0);
+	free(data);
+
+	CHECK(mailbox_create(store, DOM, USR, "Archive", &error) == 0);
+	unsigned idx[2] = { 0, 1 };
+	CHECK(mailbox_copy(box, idx, 2, "Archive", &dvalidity, uids, &error) == 0);
+	CHECK_INT_EQ(uids[0], 1);
+	CHECK_INT_EQ(uids[1], 2);
+	errno = 0;
+	CHECK(mailbox_copy(box, idx, 1, "Missing", &dvalidity, uids, &error) < 0);
+	CHECK_INT_EQ(errno, ENOENT);
+	struct mailbox *dest = open_box(store, "Archive", false);
+	CHECK_INT_EQ(dest->count, 2);
+	CHECK_INT_EQ(dest->uid_validity, dvalidity);
+	CHECK_INT_EQ(dest->msgs[0].flags, MAILBOX_FLAG_SEEN);
+	CHECK_INT_EQ(dest->msgs[0].vsize, 17);
+	CHECK(dest->msgs[0].keywords != 0);
+	CHECK_STR_EQ(dest->keywords[__builtin_ctz(dest->msgs[0].keywords)], "$Junk");
+
+	unsigned gone = 0;
+	CHECK(mailbox_expunge(box, &gone, 1, &error) == 0);
+	CHECK_INT_EQ(box->count, 1);
+	CHECK_INT_EQ(box->msgs[0].uid, 2);
+	/* UIDs are never reused */
+	CHECK(mailbox_append(store, DOM, USR, "INBOX", "z\n", 2, 0, NULL, 0, 0, &validity, &uid, &error) == 0);
+	CHECK_INT_EQ(uid, 3);
+	struct mailbox_status st;
+	CHECK(mailbox_status(store, DOM, USR, "INBOX", &st, &error) == 0);
+	CHECK_INT_EQ(st.messages, 2);
+	CHECK_INT_EQ(st.uid_next, 4);
+	CHECK_INT_EQ(st.unseen, 2);
+	mailbox_free(&dest);
+	mailbox_free(&box);
+	store_free(&store);
+}
+
+static void test_rename_inbox_and_changed(void)
+{
+	struct store *store = new_store();
+	const char *error;
+
+	deliver(store, NULL, "Subject: 1\n\na\n");
+	deliver(store, NULL, "Subject: 2\n\nb\n");
+	struct mailbox *box = open_box(store, "INBOX", false);
+	CHECK(mailbox_keyword_index(box, "$Work", true) == 0);
+	struct mailbox_flag_change ch = { .kw_add = 1 };
+	CHECK(mailbox_change_flags(box, 1, &ch, &error) == 0);
+	CHECK(mailbox_sync(box, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(box), 0);
+	deliver(store, NULL, "Subject: 3\n\nc\n");
+	CHECK_INT_EQ(mailbox_changed(box), 1);
+	CHECK(mailbox_sync(box, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(box), 0);
+
+	CHECK(mailbox_rename(store, DOM, USR, "INBOX", "Old", &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(box), 1);
+	CHECK(mailbox_sync(box, &error) == 0);
+	CHECK_INT_EQ(box->count, 0);
+	struct mailbox *old = open_box(store, "Old", true);
+	CHECK_INT_EQ(old->count, 3);
+	CHECK_STR_EQ(old->keywords[0], "$Work");
+	CHECK_INT_EQ(old->msgs[1].keywords, 1);
+	errno = 0;
+	CHECK(mailbox_rename(store, DOM, USR, "INBOX", "Old", &error) < 0 && errno == EEXIST);
+	mailbox_free(&old);
+	mailbox_free(&box);
+	store_free(&store);
+}
+
+static bool names_equal(char **names, const char *const *want, size_t n)
+{
+	size_t i = 0;
+
+	for (; names[i] != NULL; i++) {
+		if (i >= n || strcmp(names[i], want[i]) != 0)
+			return false;
+	}
+	return i == n;
+}
+
+static void test_folders_and_subscriptions(void)
+{
+	struct store *store = new_store();
+	const char *special[] = { "Drafts", "Trash" };
+	const char *error;
+	char **names;
+
+	CHECK(mailbox_user_init(store, DOM, USR, special, 2, &error) == 0);
+	CHECK(mailbox_list_folders(store, DOM, USR, &names, &error) == 0);
+	CHECK(names_equal(names, (const char *[]){ "Drafts", "Trash" }, 2));
+	mailbox_names_free(&names);
+	CHECK(mailbox_subscriptions_get(store, DOM, USR, &names, &error) == 0);
+	CHECK(names_equal(names, (const char *[]){ "INBOX", "Drafts", "Trash" }, 3));
+	mailbox_names_free(&names);
+	/* deleted defaults are not made again on the next login */
+	CHECK(mailbox_delete(store, DOM, USR, "Trash", &error) == 0);
+	CHECK(mailbox_user_init(store, DOM, USR, special, 2, &error) == 0);
+	CHECK(store_folder_exists(store, DOM, USR, "Trash") == 0);
+
+	CHECK(mailbox_create(store, DOM, USR, "a/b", &error) == 0);
+	errno = 0;
+	CHECK(mailbox_create(store, DOM, USR, "a", &error) < 0 && errno == EEXIST);
+	CHECK(mailbox_create(store, DOM, USR, "x.y", &error) < 0);
+	errno = 0;
+	CHECK(mailbox_delete(store, DOM, USR, "a", &error) < 0 && errno == ENOTEMPTY);
+	deliver(store, "a/b", "Subject: in a/b\n\nz\n");
+	CHECK(mailbox_rename(store, DOM, USR, "a", "c/d", &error) == 0);
+	CHECK(mailbox_list_folders(store, DOM, USR, &names, &error) == 0);
+	CHECK(names_equal(names, (const char *[]){ "Drafts", "c", "c/d", "c/d/b" }, 4));
+	mailbox_names_free(&names);
+	struct mailbox *box = open_box(store, "c/d/b", true);
+	CHECK_INT_EQ(box->count, 1);
+	mailbox_free(&box);
+	CHECK(mailbox_delete(store, DOM, USR, "c/d/b", &error) == 0);
+	CHECK(store_folder_exists(store, DOM, USR, "c/d/b") == 0);
+	errno = 0;
+	CHECK(mailbox_delete(store, DOM, USR, "c/d/b", &error) < 0 && errno == ENOENT);
+
+	CHECK(mailbox_subscription_set(store, DOM, USR, "c/d", true, &error) == 0);
+	CHECK(mailbox_subscription_set(store, DOM, USR, "c/d", true, &error) == 0);
+	CHECK(mailbox_subscription_set(store, DOM, USR, "INBOX", false, &error) == 0);
+	CHECK(mailbox_subscriptions_get(store, DOM, USR, &names, &error) == 0);
+	CHECK(names_equal(names, (const char *[]){ "Drafts", "Trash", "c/d" }, 3));
+	mailbox_names_free(&names);
+	store_free(&store);
+}
+
+static void test_names(void)
+{
+	uint32_t flags, kw;
+	char *name;
+
+	mailbox_name_flags("123.M1P2.host,S=10:2,FRSac", &flags, &kw);
+	CHECK_INT_EQ(flags, MAILBOX_FLAG_FLAGGED | MAILBOX_FLAG_ANSWERED | MAILBOX_FLAG_SEEN);
+	CHECK_INT_EQ(kw, 5);
+	name = mailbox_name_with_flags("123.M1P2.host,S=10:2,FRSac", MAILBOX_FLAG_DELETED | MAILBOX_FLAG_DRAFT, 2);
+	CHECK_STR_EQ(name, "123.M1P2.host,S=10:2,DTb");
+	free(name);
+	name = mailbox_name_with_flags("123.M1P2.host,S=10", 0, 0);
+	CHECK_STR_EQ(name, "123.M1P2.host,S=10:2,");
+	free(name);
+	CHECK_INT_EQ(mailbox_crlf_size((const unsigned char *)"a\nb\r\nc\n", 7), 9);
+}
+
+int main(void)
+{
+	test_run(test_names);
+	test_run(test_empty_and_sync);
+	test_run(test_flags_and_keywords);
+	test_run(test_append_copy_expunge);
+	test_run(test_folders_and_subscriptions);
+	test_run(test_rename_inbox_and_changed);
+	return test_exit();
+}
