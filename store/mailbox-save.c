@@ -184,11 +184,10 @@ static int copy_one(struct mailbox *src, unsigned idx, struct mailbox *dest, cha
 {
 	struct mailbox_msg *m = &src->msgs[idx];
 	uint32_t kw = 0;
-	char *base = maildir_unique_name(src->store->host, store_next_counter(src->store), m->size);
-	char *based = mf_asprintf("%s,W=%llu", base, (unsigned long long)m->vsize);
+	char *based = maildir_unique_name(src->store->host, store_next_counter(src->store),
+					  m->size, m->vsize);
 	int ret = -1;
 
-	free(base);
 	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
 		if ((m->keywords & (1u << i)) != 0 && src->keywords[i] != NULL) {
 			int d = mailbox_keyword_index(dest, src->keywords[i], true);

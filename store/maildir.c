@@ -100,7 +100,7 @@ char *maildir_host_sanitize(const char *host)
 	return mf_strdup(len == 0 ? "localhost" : out);
 }
 
-char *maildir_unique_name(const char *host, uint64_t counter, uint64_t size)
+char *maildir_unique_name(const char *host, uint64_t counter, uint64_t size, uint64_t vsize)
 {
 	struct timeval tv;
 	uint64_t rnd = 0;
@@ -108,9 +108,13 @@ char *maildir_unique_name(const char *host, uint64_t counter, uint64_t size)
 	gettimeofday(&tv, NULL);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = mf_now_us() ^ ((uint64_t)getpid() << 32) ^ counter;
-	return mf_asprintf("%lld.M%06ldP%dQ%" PRIu64 "R%016" PRIx64 ".%s,S=%" PRIu64,
+	if (vsize == 0)
+		return mf_asprintf("%lld.M%06ldP%dQ%" PRIu64 "R%016" PRIx64 ".%s,S=%" PRIu64,
+				   (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(),
+				   counter, rnd, host, size);
+	return mf_asprintf("%lld.M%06ldP%dQ%" PRIu64 "R%016" PRIx64 ".%s,S=%" PRIu64 ",W=%" PRIu64,
 			   (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(), counter,
-			   rnd, host, size);
+			   rnd, host, size, vsize);
 }
 
 size_t maildir_base_len(const char *name)

@@ -17,9 +17,10 @@
 char *maildir_host_sanitize(const char *host);
 
 /* A new unique base name: <sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size>
+ * followed by ,W=<vsize> (the size with CRLF line ends) unless vsize is 0
  * (counter: per-process, so two deliveries in the same microsecond differ;
  * random: 64 bits, so two nodes with the same host name and pid differ). */
-char *maildir_unique_name(const char *host, uint64_t counter, uint64_t size);
+char *maildir_unique_name(const char *host, uint64_t counter, uint64_t size, uint64_t vsize);
 
 /* Length of the base name: the part before ":2," (or before any ':'). */
 size_t maildir_base_len(const char *name);

@@ -47,29 +47,25 @@ static int read_whole(struct io_file *file, size_t size_hint, size_t max_size,
 	return 0;
 }
 
-int store_read_message_fast(struct store *store, const char *path, size_t max_size,
-			    unsigned char **data_r, size_t *len_r)
+int store_read_file_sized(struct mf_io *io, const char *path, size_t max_size,
+			  unsigned char **data_r, size_t *len_r)
 {
 	struct io_file *file;
 	struct io_stat st;
 
 	*data_r = NULL;
 	*len_r = 0;
-	if (io_open(store_io(store), path, IO_O_RDONLY, 0, &file) < 0)
+	if (io_open(io, path, IO_O_RDONLY, 0, &file) < 0)
 		return -1;
 	int ret = io_fstat(file, &st);
-	if (ret == 0 && st.size > max_size + max_size / 255 + 1024) {
+	if (ret == 0 && st.size > max_size) {
 		errno = EFBIG;
 		ret = -1;
 	}
 	if (ret == 0)
-		ret = read_whole(file, (size_t)st.size, max_size + max_size / 255 + 1024, data_r, len_r);
+		ret = read_whole(file, (size_t)st.size, max_size, data_r, len_r);
 	int err = errno;
 	io_close(&file);
-	if (ret == 0 && looks_lz4(*data_r, *len_r)) {
-		mf_free(data_r);
-		return store_read_message(store, path, max_size, data_r, len_r);
-	}
 	if (ret == 0 && *len_r > max_size) {
 		mf_free(data_r);
 		err = EFBIG;
@@ -77,4 +73,24 @@ int store_read_message_fast(struct store *store, const char *path, size_t max_si
 	}
 	errno = err;
 	return ret;
+}
+
+int store_read_message_fast(struct store *store, const char *path, size_t max_size,
+			    unsigned char **data_r, size_t *len_r)
+{
+	/* room for a compressed file of an incompressible max_size message */
+	size_t raw_max = max_size + max_size / 255 + 1024;
+
+	if (store_read_file_sized(store_io(store), path, raw_max, data_r, len_r) < 0)
+		return -1;
+	if (looks_lz4(*data_r, *len_r)) {
+		mf_free(data_r);
+		return store_read_message(store, path, max_size, data_r, len_r);
+	}
+	if (*len_r > max_size) {
+		mf_free(data_r);
+		errno = EFBIG;
+		return -1;
+	}
+	return 0;
 }

@@ -11,4 +11,9 @@
 int store_read_message_fast(struct store *store, const char *path, size_t max_size,
 			    unsigned char **data_r, size_t *len_r);
 
+/* As io_read_file(), with one read sized by fstat: *data_r (malloc()ed,
+ * NUL-terminated); EFBIG when larger than max_size. */
+int store_read_file_sized(struct mf_io *io, const char *path, size_t max_size,
+			  unsigned char **data_r, size_t *len_r);
+
 #endif

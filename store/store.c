@@ -324,6 +324,7 @@ struct deliver_ctx {
 	const struct iovec *iov;
 	int iovcnt;
 	size_t size;
+	uint64_t vsize;   /* size with every bare LF counted as CRLF (IMAP, POP3) */
 	char *name, *tmp_path, *new_path;
 	uint64_t written;
 	const char *error;
@@ -357,7 +358,7 @@ static int deliver_once(struct deliver_ctx *d)
 	int err;
 
 	d->written = 0;
-	d->name = maildir_unique_name(d->store->host, store_next_counter(d->store), d->size);
+	d->name = maildir_unique_name(d->store->host, store_next_counter(d->store), d->size, d->vsize);
 	d->tmp_path = mf_asprintf("%s/tmp/%s", d->mbox, d->name);
 	d->new_path = mf_asprintf("%s/new/%s", d->mbox, d->name);
 	if (io_open(io, d->tmp_path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0600, &file) < 0) {
@@ -400,6 +401,25 @@ static void deliver_reset(struct deliver_ctx *d)
 	mf_free(&d->new_path);
 }
 
+/* The size clients see: every LF not preceded by CR becomes CRLF. Stored in
+ * the name as W= so IMAP and POP3 never open a file to learn a size. */
+static uint64_t iov_vsize(const struct iovec *iov, int iovcnt)
+{
+	uint64_t vsize = 0;
+	unsigned char prev = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		const unsigned char *p = iov[i].iov_base;
+		for (size_t j = 0; j < iov[i].iov_len; j++) {
+			if (p[j] == '\n' && prev != '\r')
+				vsize++;
+			prev = p[j];
+		}
+		vsize += iov[i].iov_len;
+	}
+	return vsize;
+}
+
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
 	size_t total = 0;
@@ -430,6 +450,7 @@ int store_deliver(struct store *store, const char *domain, const char *user,
 		return -1;
 	}
 	d.mbox = mbox;
+	d.vsize = iov_vsize(iov, iovcnt);
 	if (mailbox_ensure(store, mbox, domain, user, folder, error_r) < 0) {
 		err = errno;
 		free(mbox);

@@ -577,3 +577,7 @@ def test_lz4_at_rest(mf, domain):
     assert len(raw) < len(plain) // 3
     size = re.search(r",S=(\d+)", os.path.basename(files[0]))
     assert size and int(size.group(1)) == len(plain), (files[0], len(plain))
+    # W= is the size IMAP and POP3 report: every bare LF counted as CRLF
+    vsize = re.search(r",W=(\d+)", os.path.basename(files[0]))
+    bare_lf = plain.count(b"\n") - plain.count(b"\r\n")
+    assert vsize and int(vsize.group(1)) == len(plain) + bare_lf, (files[0], bare_lf)

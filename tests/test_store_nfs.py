@@ -71,7 +71,7 @@ def test_deliver_and_read_back(nfs, version, size):
     assert len(names) == 40
     assert os.listdir(os.path.join(md, "tmp")) == []
     for name in names:
-        assert name.endswith(f",S={size}")
+        assert re.search(rf",S={size}(,W=\d+)?$", name), name
         assert os.path.getsize(os.path.join(md, "new", name)) == size
     rc, stdout, out = run_tool(nfs.url(version=version), "usage", "example.com", user)
     assert rc == 0, out

@@ -133,7 +133,7 @@ static void test_unique_names(void)
 	uint64_t size = 0;
 
 	CHECK_STR_EQ(host, "mx\\0571\\072ab");
-	char *a = maildir_unique_name(host, 1, 1036), *b = maildir_unique_name(host, 2, 1036);
+	char *a = maildir_unique_name(host, 1, 1036, 0), *b = maildir_unique_name(host, 2, 1036, 0);
 	CHECK(strcmp(a, b) != 0);
 	CHECK(strchr(a, '/') == NULL && strchr(a, ':') == NULL);
 	CHECK(strstr(a, ".mx\\0571\\072ab,S=1036") != NULL);
