@@ -61,6 +61,7 @@ struct conn {
 
 	unsigned timeout_secs;
 	uint64_t last_activity_ms;
+	uint64_t job_started_ms;
 	uint64_t close_deadline_ms;
 
 	char peer[64];
@@ -525,19 +526,21 @@ void conn_loop_tick(struct loop *loop, uint64_t now)
 
 		if (c->aborted || c->job_pending)
 			continue;
-		if (!c->closing && c->session_started && c->listener->handler->session_tick != NULL) {
-			c->listener->handler->session_tick(c->session, c);
-			if (conn_flush(c) == 0)
-				conn_update_events(c);
-		}
-		if (c->job_pending || c->aborted)
-			continue;
+		/* Timeouts first: a job the tick starts is no sign of life. */
 		if (c->closing) {
 			if (now >= c->close_deadline_ms)
 				conn_abort(c, "output not flushed in time at close");
-		} else if (now > c->last_activity_ms &&   /* a flush above may be later than now */
-			   now - c->last_activity_ms >= (uint64_t)secs * 1000) {
+			continue;
+		}
+		if (now > c->last_activity_ms &&   /* a flush may be later than now */
+		    now - c->last_activity_ms >= (uint64_t)secs * 1000) {
 			conn_abort(c, "idle timeout");
+			continue;
+		}
+		if (c->session_started && c->listener->handler->session_tick != NULL) {
+			c->listener->handler->session_tick(c->session, c);
+			if (conn_flush(c) == 0)
+				conn_update_events(c);
 		}
 	}
 }
@@ -569,7 +572,9 @@ static void job_complete(struct conn_job *job)
 	c->job_pending = false;
 	job->done(c->session, c, job->arg);
 	free(job);
-	c->last_activity_ms = mf_now_ms();
+	/* The job's run time does not count as the client's silence, but a
+	 * job (an IDLE poll, say) is no sign of life from the client either. */
+	c->last_activity_ms += mf_now_ms() - c->job_started_ms;
 	if (c->loop->stopping && !c->closing && !c->job_pending)
 		conn_close(c, "shutting down");
 	if (!c->closing)
@@ -614,6 +619,7 @@ void conn_run_blocking(struct conn *c, conn_work_fn *work, conn_done_fn *done, v
 	job->done = done;
 	job->arg = arg;
 	c->job_pending = true;
+	c->job_started_ms = mf_now_ms();
 	worker_pool_submit(conn_server(c)->workers, &job->base);
 	conn_update_events(c);
 }

@@ -21,10 +21,11 @@
 TEST_DEFINE_GLOBALS
 
 static atomic_int sessions_new, sessions_freed, done_calls, done_closing, injected;
-static atomic_int write_failed;
+static atomic_int write_failed, tick_jobs;
 
 struct echo_session {
 	struct conn *conn;
+	bool ticking;   /* "TICK": a blocking job every tick, as an IMAP IDLE poll */
 };
 
 static void *echo_new(struct conn *conn)
@@ -48,6 +49,19 @@ static void job_done(void *session, struct conn *conn, void *arg)
 		atomic_fetch_add(&done_closing, 1);
 	else
 		conn_printf(conn, "done\r\n");
+}
+
+static void tick_done(void *session, struct conn *conn, void *arg)
+{
+	atomic_fetch_add(&tick_jobs, 1);
+}
+
+static void echo_tick(void *session, struct conn *conn)
+{
+	struct echo_session *s = session;
+
+	if (s->ticking)
+		conn_run_blocking(conn, job_sleep, tick_done, (void *)(uintptr_t)50);
 }
 
 static void echo_command(struct conn *conn, const char *line)
@@ -91,6 +105,11 @@ static void echo_input(void *session, struct conn *conn)
 		snprintf(line, sizeof(line), "%.*s", (int)(len > 0 && nl[-1] == '\r' ? len - 1 : len),
 			 (const char *)in->data);
 		buf_consume(in, len + 1);
+		if (strcmp(line, "TICK") == 0) {
+			((struct echo_session *)session)->ticking = true;
+			conn_printf(conn, "ticking\r\n");
+			continue;
+		}
 		echo_command(conn, line);
 		if (strcmp(line, "JOB") == 0 || strcmp(line, "STARTTLS") == 0)
 			break;   /* the runtime calls again when it may */
@@ -109,7 +128,7 @@ static void echo_free(void *session)
 
 static const struct proto_handler echo_handler = {
 	.name = "echo", .session_new = echo_new, .session_input = echo_input,
-	.session_free = echo_free,
+	.session_free = echo_free, .session_tick = echo_tick,
 };
 
 /* ---- harness ---- */
@@ -310,6 +329,27 @@ static void test_idle_timeout(void)
 	stop_server(&server);
 }
 
+/* Jobs the server starts by itself (IMAP IDLE polls) are no sign of life
+ * from the client: a silent client still times out. */
+static void test_idle_timeout_with_tick_jobs(void)
+{
+	struct mf_limits limits;
+	unsigned port;
+	default_limits(&limits);
+	limits.idle_timeout_secs = 2;
+	struct server *server = start_server(&limits, NULL, false, &port);
+	int fd = client_connect(port);
+	int jobs_before = atomic_load(&tick_jobs);
+
+	EXPECT_LINE(fd, NULL, "hello");
+	CHECK(write(fd, "TICK\r\n", 6) == 6);
+	EXPECT_LINE(fd, NULL, "ticking");
+	CHECK(closed_within(fd, 6));
+	CHECK(atomic_load(&tick_jobs) > jobs_before);
+	close(fd);
+	stop_server(&server);
+}
+
 static void test_per_ip_limit(void)
 {
 	struct mf_limits limits;
@@ -472,6 +512,7 @@ int main(void)
 	test_run(test_pipelined_job);
 	test_run(test_output_limit);
 	test_run(test_idle_timeout);
+	test_run(test_idle_timeout_with_tick_jobs);
 	test_run(test_per_ip_limit);
 	tls = make_tls();
 	test_run(test_starttls);
