@@ -199,7 +199,7 @@ static int build_list(struct open_ctx *o, const char **error_r)
 	o->uidl_offsets = mf_calloc(n + 1, sizeof(*o->uidl_offsets));
 	buf_init(&o->uidls, 0);
 	for (size_t i = 0; i < n; i++) {
-		const struct uidlist_rec *rec = &o->ul->recs[i];
+		struct uidlist_rec *rec = &o->ul->recs[i];
 		uint64_t size;
 		int ret = message_size(o, rec, &size);
 		if (ret < 0) {
@@ -209,9 +209,11 @@ static int build_list(struct open_ctx *o, const char **error_r)
 		if (ret == 0)
 			continue;   /* removed since the sync: not part of this maildrop */
 		struct pop3_message *msg = &mbox->msgs[mbox->count];
-		*msg = (struct pop3_message){ .uid = rec->uid, .size = size, .in_new = rec->in_new,
-					      .filename = mf_strdup(rec->filename) };
+		*msg = (struct pop3_message){ .uid = rec->uid, .size = size, .in_new = rec->in_new };
 		add_uidl(o, rec, mbox->count);
+		/* the record's name moves to the message (uidlist_free() skips NULL) */
+		msg->filename = rec->filename;
+		rec->filename = NULL;
 		mbox->count++;
 	}
 	mbox->uidl_storage = (char *)o->uidls.data;
@@ -244,7 +246,8 @@ static int load_if_current(struct pop3_mailbox *mbox, struct uidlist **ul_r)
 	struct mf_io *io = store_io(mbox->store);
 	char *mark = mf_asprintf("%s/%s", mbox->mbox, POP3_SYNC_MARK);
 	char *new_dir = mf_asprintf("%s/new", mbox->mbox), *cur_dir = mf_asprintf("%s/cur", mbox->mbox);
-	char *path = mf_asprintf("%s/%s", mbox->mbox, UIDLIST_FILE_NAME), *data = NULL;
+	char *path = mf_asprintf("%s/%s", mbox->mbox, UIDLIST_FILE_NAME);
+	unsigned char *data = NULL;
 	struct io_stat st_mark, st_new, st_cur;
 	size_t len;
 	unsigned line;
@@ -254,8 +257,8 @@ static int load_if_current(struct pop3_mailbox *mbox, struct uidlist **ul_r)
 	if (io_stat(io, mark, &st_mark) == 0 && io_stat(io, new_dir, &st_new) == 0 &&
 	    io_stat(io, cur_dir, &st_cur) == 0 &&
 	    MF_MAX(mtime_ns(&st_new), mtime_ns(&st_cur)) < mtime_ns(&st_mark) - 1000000000LL &&
-	    io_read_file(io, path, UIDLIST_MAX_SIZE, &data, &len) == 0 &&
-	    uidlist_parse(data, len, ul_r, &line, &error) == 0) {
+	    store_read_file_sized(io, path, UIDLIST_MAX_SIZE, &data, &len) == 0 &&
+	    uidlist_parse((const char *)data, len, ul_r, &line, &error) == 0) {
 		/* maildir: names in new/ carry no ":2,..." info part */
 		for (size_t i = 0; i < (*ul_r)->count; i++)
 			(*ul_r)->recs[i].in_new = strchr((*ul_r)->recs[i].filename, ':') == NULL;

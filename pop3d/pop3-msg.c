@@ -2,7 +2,6 @@
  * conversion of stored messages; see pop3-msg.h. Pure code: no I/O. */
 #include "pop3d/pop3-msg.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #define UIDL_FORMAT_LEN_MAX 64
@@ -104,20 +103,42 @@ int pop3_uidl_format_check(const char *format, const char **error_r)
 	return 0;
 }
 
-static void apply_mod(char mod, char *value)
+/* Decimal or lower-case hex digits of n into buf (no NUL); returns the length. */
+static size_t format_number(uint64_t n, bool hex, char *buf)
 {
-	if (mod == 'X') {
-		unsigned long long n = 0;
-		for (const char *s = value; *s >= '0' && *s <= '9'; s++)
-			n = n * 10 + (unsigned long long)(*s - '0');
-		snprintf(value, VALUE_MAX, "%llx", n);
-		return;
-	}
-	for (char *s = value; *s != '\0'; s++) {
-		if (mod == 'L' && *s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
-		else if (mod == 'U' && *s >= 'a' && *s <= 'z')
-			*s = (char)(*s - 'a' + 'A');
+	static const char digits[] = "0123456789abcdef";
+	char tmp[24];
+	size_t len = 0;
+	unsigned base = hex ? 16 : 10;
+
+	do {
+		tmp[len++] = digits[n % base];
+		n /= base;
+	} while (n > 0);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = tmp[len - 1 - i];
+	return len;
+}
+
+/* Modifiers in order, on value[0..*len). */
+static void apply_mods(const struct uidl_spec *spec, char *value, size_t *len)
+{
+	for (unsigned m = 0; m < spec->nmods; m++) {
+		char mod = spec->mods[m];
+		if (mod == 'X') {
+			uint64_t n = 0;
+			for (size_t i = 0; i < *len && value[i] >= '0' && value[i] <= '9' &&
+			     n < UINT64_MAX / 10 - 10; i++)
+				n = n * 10 + (uint64_t)(value[i] - '0');
+			*len = format_number(n, true, value);
+			continue;
+		}
+		for (size_t i = 0; i < *len; i++) {
+			if (mod == 'L' && value[i] >= 'A' && value[i] <= 'Z')
+				value[i] = (char)(value[i] - 'A' + 'a');
+			else if (mod == 'U' && value[i] >= 'a' && value[i] <= 'z')
+				value[i] = (char)(value[i] - 'a' + 'A');
+		}
 	}
 }
 
@@ -125,17 +146,19 @@ static size_t append_spec(const struct uidl_spec *spec, const struct pop3_uidl_v
 			  char *out, size_t pos, size_t size)
 {
 	char value[VALUE_MAX];
+	size_t len;
 
-	if (spec->var == VAR_UID)
-		snprintf(value, sizeof(value), "%u", vars->uid);
-	else if (spec->var == VAR_UIDVALIDITY)
-		snprintf(value, sizeof(value), "%u", vars->uid_validity);
-	else
-		snprintf(value, sizeof(value), "%.*s", (int)MF_MIN(vars->basename_len, (size_t)VALUE_MAX - 1),
-			 vars->basename);
-	for (unsigned i = 0; i < spec->nmods; i++)
-		apply_mod(spec->mods[i], value);
-	size_t len = strlen(value);
+	if (spec->var == VAR_FILENAME) {
+		len = MF_MIN(vars->basename_len, (size_t)VALUE_MAX - 24);
+		memcpy(value, vars->basename, len);
+		apply_mods(spec, value, &len);
+	} else if (spec->nmods == 1 && spec->mods[0] == 'X') {
+		/* the common case, %08Xu: straight to hex */
+		len = format_number(spec->var == VAR_UID ? vars->uid : vars->uid_validity, true, value);
+	} else {
+		len = format_number(spec->var == VAR_UID ? vars->uid : vars->uid_validity, false, value);
+		apply_mods(spec, value, &len);
+	}
 	if (spec->width > 0 && !spec->zero_pad && len > spec->width)
 		len = spec->width;   /* a plain width takes the first width characters */
 	for (size_t i = len; spec->zero_pad && i < spec->width && pos < size; i++)

@@ -754,3 +754,66 @@ def test_fetchmail_keep_fetches_only_new_mail(p3, tmp_path):
             subjects.add(re.search(rb"Subject: (msg \d+)", f.read()).group(1))
     assert subjects == {b"msg %d" % i for i in range(6)}
     assert len(p3.files("a")) == 6
+
+
+# ------------------------------------------------------------ login fast path, read-ahead
+
+def test_login_without_listing_still_sees_every_change(p3):
+    n = p3.node()
+    p3.deliver(n, "a", 3)
+    login(n).quit()                      # full sync, marks when it began
+    time.sleep(1.3)
+    p = login(n)                         # new/ and cur/ unchanged: the uidlist is used as is
+    first = p.uidl()[1]
+    p.quit()
+    assert os.path.exists(os.path.join(p3.maildir("a"), "mailfleet-pop3.synced"))
+    p3.deliver(n, "a", 1, start=3)       # new/ changes
+    p = login(n)
+    assert p.uidl()[1][:3] == first and p.stat()[0] == 4
+    p.quit()
+    time.sleep(1.3)
+    # another client (IMAP) sets a flag (rename in cur/) and expunges a message
+    files = p3.files("a")
+    cur = os.path.join(p3.maildir("a"), "cur")
+    os.makedirs(cur, exist_ok=True)
+    moved = os.path.join(cur, os.path.basename(files[0]).split(":")[0] + ":2,S")
+    os.rename(files[0], moved)
+    os.unlink(files[1])
+    p = login(n)
+    uidls = p.uidl()[1]
+    assert p.stat()[0] == 3
+    body = b"\r\n".join(p.retr(1)[1]) + b"\r\n"   # the renamed file is found
+    p.quit()
+    with open(moved, "rb") as f:
+        assert body == f.read().replace(b"\n", b"\r\n")
+    assert len(uidls) == 3
+
+
+def test_retr_in_order_with_read_ahead(p3):
+    n = p3.node()
+    msgs = [harness.make_message(marker="ra%d" % i, size=500 + (i * 3571) % 40000,
+                                 subject="msg %d" % i) for i in range(40)]
+    lm = n.lmtp()
+    for m in msgs:
+        lm.sendmail("s@remote.test", ["a@example.test"], m)
+    lm.quit()
+    r = Raw(n.pop3_port)
+    r.cmd("USER a@example.test")
+    assert r.cmd("PASS " + PASSWORD).startswith("+OK Logged in, 40 messages")
+    assert r.cmd("LIST").startswith("+OK")
+    sizes = [int(x.split()[1]) for x in r.multi()]
+    assert r.cmd("DELE 5").startswith("+OK")
+    order = [i for i in range(1, 41) if i != 5]
+    r.send("".join("RETR %d\r\n" % i for i in order) + "TOP 7 0\r\nRETR 3\r\n")
+    got = {}
+    for i in order:
+        line = r.line()
+        assert line == "+OK %d octets" % sizes[i - 1], (i, line)
+        got[i] = "\r\n".join(x[1:] if x.startswith("..") else x for x in r.multi()) + "\r\n"
+        assert len(got[i]) == sizes[i - 1]
+        assert got[i].encode().endswith(msgs[i - 1]), i
+    assert r.line().startswith("+OK") and "Subject: msg 6" in r.multi()
+    assert r.line().startswith("+OK")
+    assert "\r\n".join(x[1:] if x.startswith("..") else x for x in r.multi()) + "\r\n" == got[3]
+    assert r.cmd("QUIT").startswith("+OK mailfleet POP3 signing off (1 messages deleted)")
+    r.close()

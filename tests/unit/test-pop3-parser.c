@@ -197,6 +197,14 @@ static void test_uidl_format(void)
 	CHECK_STR_EQ(out, "2A-1700");
 	pop3_uidl_expand("%f", &v, out);
 	CHECK_STR_EQ(out, "1700000000.M1P2.host,S=10");
+	pop3_uidl_expand("%Uf", &v, out);
+	CHECK_STR_EQ(out, "1700000000.M1P2.HOST,S=10");
+	pop3_uidl_expand("%Lu-%Xv-%04u", &v, out);
+	CHECK_STR_EQ(out, "42-6553f100-0042");
+	v.uid = 4294967295U;
+	pop3_uidl_expand(POP3_UIDL_FORMAT_DEFAULT, &v, out);
+	CHECK_STR_EQ(out, "ffffffff6553f100");
+	v.uid = 42;
 	CHECK_INT_EQ(pop3_uidl_format_check("%v", &error), -1);    /* not unique */
 	CHECK_INT_EQ(pop3_uidl_format_check("%m", &error), -1);    /* unknown */
 	CHECK_INT_EQ(pop3_uidl_format_check("%{nope}", &error), -1);
