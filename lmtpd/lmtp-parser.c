@@ -137,7 +137,8 @@ static void next_command(struct lmtp_parser *p, const unsigned char *in, size_t 
 
 	if (p->scan_pos > limit)
 		p->scan_pos = 0;
-	lf = memchr(in + p->scan_pos, '\n', limit - p->scan_pos);
+	/* in is NULL when the connection's buffer was never filled */
+	lf = limit > p->scan_pos ? memchr(in + p->scan_pos, '\n', limit - p->scan_pos) : NULL;
 	if (lf != NULL) {
 		size_t line_len = (size_t)(lf - in);
 

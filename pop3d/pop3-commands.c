@@ -71,26 +71,54 @@ void pop3_cmd_uidl(struct pop3_session *s, const struct pop3_event *ev)
 	pop3_send_listing(s, POP3_OUT_UIDL);
 }
 
+/* "<n> <size or uidl>\r\n" into line; returns its length. */
+static size_t listing_line(const struct pop3_session *s, unsigned idx, char *line)
+{
+	const struct pop3_message *msg = &s->mbox->msgs[idx];
+	char digits[24];
+	size_t len = 0, n = 0;
+	uint64_t v = idx + 1;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n > 0)
+		line[len++] = digits[--n];
+	line[len++] = ' ';
+	if (s->output == POP3_OUT_LIST) {
+		v = msg->size;
+		do {
+			digits[n++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v > 0);
+		while (n > 0)
+			line[len++] = digits[--n];
+	} else {
+		size_t ulen = strlen(msg->uidl);
+		memcpy(line + len, msg->uidl, ulen);
+		len += ulen;
+	}
+	line[len++] = '\r';
+	line[len++] = '\n';
+	return len;
+}
+
 bool pop3_listing_fill(struct pop3_session *s, unsigned char *out, size_t max, size_t *written_r)
 {
 	size_t w = 0;
-	char line[32 + POP3_UIDL_MAX];
+	char line[48 + POP3_UIDL_MAX];
 
-	while (s->list_next < s->mbox->count) {
-		const struct pop3_message *msg = &s->mbox->msgs[s->list_next];
-		int n = 0;
-		if (!msg->deleted && s->output == POP3_OUT_LIST)
-			n = snprintf(line, sizeof(line), "%u %llu\r\n", s->list_next + 1,
-				     (unsigned long long)msg->size);
-		else if (!msg->deleted)
-			n = snprintf(line, sizeof(line), "%u %s\r\n", s->list_next + 1, msg->uidl);
-		if (w + (size_t)n > max) {
+	for (; s->list_next < s->mbox->count; s->list_next++) {
+		if (s->mbox->msgs[s->list_next].deleted)
+			continue;
+		size_t n = listing_line(s, s->list_next, line);
+		if (w + n > max) {
 			*written_r = w;
 			return false;
 		}
-		memcpy(out + w, line, (size_t)n);
-		w += (size_t)n;
-		s->list_next++;
+		memcpy(out + w, line, n);
+		w += n;
 	}
 	if (w + 3 > max) {
 		*written_r = w;
@@ -258,13 +286,13 @@ void pop3_cmd_dele(struct pop3_session *s, const struct pop3_event *ev)
 
 void pop3_cmd_rset(struct pop3_session *s, const struct pop3_event *ev)
 {
-	unsigned count = 0;
+	uint64_t size = 0;
 
 	for (unsigned i = 0; i < s->mbox->count; i++) {
 		s->mbox->msgs[i].deleted = false;
-		count++;
+		size += s->mbox->msgs[i].size;
 	}
-	pop3_ok(s, "%u messages", count);
+	pop3_ok(s, "Maildrop has %u messages (%llu octets)", s->mbox->count, (unsigned long long)size);
 }
 
 void pop3_cmd_noop(struct pop3_session *s, const struct pop3_event *ev)

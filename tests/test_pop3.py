@@ -353,15 +353,20 @@ def test_stls_discards_plaintext_after_it(p3):
 
 
 def test_pop3s_implicit_tls(p3):
-    n = p3.node()
+    n = p3.node({"limits": {"output_queue_max": "64K"}})
     p3.deliver(n, "a", 2)
+    # a message far bigger than the output queue, streamed through TLS
+    big = b"Subject: big\n\n" + b"".join(b"line %07d .\n.dot\n" % i for i in range(100000))
+    write_msg(p3.maildir("a"), "new", "1900000000.M1P1.big,S=%d" % len(big), big)
     p = poplib.POP3_SSL("127.0.0.1", n.pop3s_port, context=harness.insecure_tls_context(),
                         timeout=30)
     assert "STLS" not in p.capa()
     p.user("a@example.test")
     p.pass_(PASSWORD)
-    assert p.stat()[0] == 2
+    assert p.stat()[0] == 3
     assert len(p.retr(2)[1]) > 5
+    resp, lines, octets = p.retr(3)
+    assert b"\n".join(lines) + b"\n" == big
     p.quit()
 
 
@@ -643,24 +648,39 @@ def test_adopted_dovecot_maildir_keeps_uidls(p3):
 
 
 def test_sizes_are_cached_in_the_uidlist(p3):
+    """Files without ,W= in their name are read once; their wire size is then
+    kept in the uidlist (W field) and used at later logins."""
     n = p3.node()
-    p3.deliver(n, "a", 3)
+    md = p3.maildir("a")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    bodies = [b"Subject: %d\n\n%s" % (i, b"line\n" * (i + 1)) for i in range(3)]
+    for i, body in enumerate(bodies):
+        write_msg(md, "new", "1700000000.M%dP1.t,S=%d" % (i, len(body)), body)
     p = login(n)
     sizes = [int(x.split()[1]) for x in p.list()[1]]
     p.quit()
-    text = p3.uidlist("a")
-    ws = [int(w) for w in re.findall(r" W(\d+) ", text)]
+    assert sizes == [len(b) + b.count(b"\n") for b in bodies]
+    ws = [int(w) for w in re.findall(r"(?m)^\d+ W(\d+) ", p3.uidlist("a"))]
     assert ws == sizes
-    for path in p3.files("a"):
-        with open(path, "rb") as f:
-            data = f.read()
-        assert len(data) + data.count(b"\n") in sizes
     # the cache is what LIST reports: a file changed behind the store's back
     # (same name) keeps its cached size
     with open(p3.files("a")[0], "ab") as f:
         f.write(b"appended\n")
     p = login(n)
     assert [int(x.split()[1]) for x in p.list()[1]] == sizes
+    p.quit()
+
+
+def test_wire_size_from_file_name(p3):
+    """,W=<n> in a file name (as written at delivery, or by Dovecot) is the size."""
+    n = p3.node()
+    md = p3.maildir("a")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    write_msg(md, "cur", "1700000000.M1P1.t,S=10,W=12345:2,S", b"Subject: x\n")
+    p = login(n)
+    assert p.list(1) == b"+OK 1 12345"
     p.quit()
 
 
@@ -793,10 +813,12 @@ def test_retr_in_order_with_read_ahead(p3):
     n = p3.node()
     msgs = [harness.make_message(marker="ra%d" % i, size=500 + (i * 3571) % 40000,
                                  subject="msg %d" % i) for i in range(40)]
-    lm = n.lmtp()
-    for m in msgs:
-        lm.sendmail("s@remote.test", ["a@example.test"], m)
-    lm.quit()
+    md = p3.maildir("a")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for i, m in enumerate(msgs):
+        body = harness.lf(m)
+        write_msg(md, "new", "1700000000.M%03dP1.t,S=%d" % (i, len(body)), body)
     r = Raw(n.pop3_port)
     r.cmd("USER a@example.test")
     assert r.cmd("PASS " + PASSWORD).startswith("+OK Logged in, 40 messages")
@@ -811,7 +833,7 @@ def test_retr_in_order_with_read_ahead(p3):
         assert line == "+OK %d octets" % sizes[i - 1], (i, line)
         got[i] = "\r\n".join(x[1:] if x.startswith("..") else x for x in r.multi()) + "\r\n"
         assert len(got[i]) == sizes[i - 1]
-        assert got[i].encode().endswith(msgs[i - 1]), i
+        assert got[i].encode() == msgs[i - 1], i
     assert r.line().startswith("+OK") and "Subject: msg 6" in r.multi()
     assert r.line().startswith("+OK")
     assert "\r\n".join(x[1:] if x.startswith("..") else x for x in r.multi()) + "\r\n" == got[3]

@@ -422,6 +422,7 @@ def parse_args(argv):
     ap.add_argument("--workdir", default=None, help="keep data here (default: a temp dir, removed)")
     ap.add_argument("--quick", action="store_true", help="500 / 5,000 messages, 1 round")
     args = ap.parse_args(argv)
+    args.build = os.path.abspath(args.build)
     if args.quick:
         args.retr_messages, args.uidl_messages, args.rounds = 500, 5000, 1
     return args

@@ -268,6 +268,12 @@ static void test_reset(void)
 	lmtp_parser_next(&p, (const unsigned char *)"", 0, &ev);
 	CHECK_INT_EQ(ev.type, LMTP_EV_NEED_MORE);
 	CHECK_INT_EQ(ev.consumed, 0);
+	/* a connection whose input buffer was never allocated passes NULL */
+	lmtp_parser_next(&p, NULL, 0, &ev);
+	CHECK_INT_EQ(ev.type, LMTP_EV_NEED_MORE);
+	lmtp_parser_begin_data(&p);
+	lmtp_parser_next(&p, NULL, 0, &ev);
+	CHECK_INT_EQ(ev.type, LMTP_EV_NEED_MORE);
 }
 
 static enum lmtp_arg_result mail(const char *arg, struct lmtp_mail_args *a)
