@@ -100,7 +100,7 @@ test: deps
 
 # LMTP delivery benchmark (normal -O2 build): mailfleet vs Dovecot vs the disk,
 # on local disk and over libnfs. Options: make bench-lmtp BENCH_ARGS="--quick".
-bench: bench-lmtp
+bench: bench-lmtp bench-pop3
 bench-lmtp: deps all $(BUILD)/tools/lmtpload $(BUILD)/tools/physlimit
 	$(PYTHON) tests/bench/bench_lmtp.py --build $(BUILD) $(BENCH_ARGS)
 
