@@ -32,6 +32,13 @@ def test_fuzz_target(target, tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
     tail = proc.stderr[-6000:]
+    for artifact in list(tmp_path.glob("crash-*")) + list(tmp_path.glob("leak-*")):
+        # keep the input where a later look can find it, and show it here
+        keep = os.path.join(ROOT, "build/fuzz-artifacts", target)
+        os.makedirs(keep, exist_ok=True)
+        data = artifact.read_bytes()
+        open(os.path.join(keep, artifact.name), "wb").write(data)
+        tail += f"\n{artifact.name} ({len(data)} bytes, kept in {keep}): {data[:4096].hex()}"
     assert proc.returncode == 0, tail
     assert "Done" in proc.stderr, tail
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), tail
