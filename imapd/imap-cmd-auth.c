@@ -3,6 +3,7 @@
  * STARTTLS, ID, ENABLE, NAMESPACE. The password check and the first-login
  * setup (default folders) run as a job: crypt() and the store may block. */
 #include "imapd/imap-private.h"
+#include "lib/sasl.h"
 #include "lib/log.h"
 
 #include <stdio.h>
@@ -200,81 +201,21 @@ void imap_cmd_login(struct imap_session *s, const struct imap_command *cmd)
 
 /* ---- AUTHENTICATE PLAIN ---- */
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict base64 (padding required). -1 on invalid input or overflow. */
-static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max, size_t *len_r)
-{
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		unsigned pad = 0;
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)in[i + k];
-			if (c == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad > 0 || (v[k] = b64_value(c)) < 0) {
-				return -1;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		if (n + 3 - pad > max)
-			return -1;
-		out[n++] = (unsigned char)(w >> 16);
-		if (pad < 2)
-			out[n++] = (unsigned char)(w >> 8);
-		if (pad < 1)
-			out[n++] = (unsigned char)w;
-	}
-	*len_r = n;
-	return 0;
-}
-
 /* "authzid NUL authcid NUL password"; authzid must be empty or the same. */
 static void auth_plain(struct imap_session *s, const char *tag, const char *b64, size_t len)
 {
-	unsigned char raw[3 * AUTH_FIELD_MAX + 3];
-	char *fields[3];
-	size_t n;
+	char authzid[SASL_ID_MAX + 1], authcid[SASL_ID_MAX + 1], passwd[SASL_PASS_MAX + 1];
+	const char *error;
 
-	if (b64_decode(b64, len, raw, sizeof(raw) - 1, &n) < 0) {
-		imap_bad(s, tag, "Invalid base64 in the AUTHENTICATE response");
+	if (sasl_plain_decode(b64, len, authzid, authcid, passwd, &error) < 0) {
+		imap_bad(s, tag, error);
 		return;
 	}
-	raw[n] = '\0';
-	fields[0] = (char *)raw;
-	fields[1] = memchr(raw, '\0', n);
-	fields[2] = fields[1] == NULL ? NULL : memchr(fields[1] + 1, '\0', n - (size_t)(fields[1] + 1 - (char *)raw));
-	if (fields[1] == NULL || fields[2] == NULL) {
-		imap_bad(s, tag, "Invalid PLAIN response");
-		return;
-	}
-	fields[1]++;
-	fields[2]++;
-	if (fields[0][0] != '\0' && strcasecmp(fields[0], fields[1]) != 0) {
+	if (authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0)
 		imap_tagged(s, tag, "NO [AUTHORIZATIONFAILED] Proxy authorization not supported");
-		explicit_bzero(raw, sizeof(raw));
-		return;
-	}
-	login_start(s, tag, fields[1], fields[2]);
-	explicit_bzero(raw, sizeof(raw));
+	else
+		login_start(s, tag, authcid, passwd);
+	explicit_bzero(passwd, sizeof(passwd));
 }
 
 void imap_cmd_authenticate(struct imap_session *s, const struct imap_command *cmd)

@@ -5,6 +5,7 @@
  * opens the maildrop under the POP3 lock ([IN-USE] when another session
  * holds it). Passwords are wiped from memory as soon as they are checked. */
 #include "pop3d/pop3-private.h"
+#include "lib/sasl.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -18,7 +19,7 @@ struct login_job {
 	struct store *store;
 	struct pop3_mailbox_settings mset;
 	char address[POP3_USER_MAX + 1];
-	char password[POP3_SASL_PASS_MAX + 1];
+	char password[SASL_PASS_MAX + 1];
 	/* results */
 	int auth;                         /* 1 ok, 0 bad, -1 no directory */
 	struct dir_user_info info;
@@ -189,7 +190,7 @@ void pop3_cmd_pass(struct pop3_session *s, const struct pop3_event *ev)
 		pop3_err(s, "Send USER first");
 		return;
 	}
-	if (ev->rest_len == 0 || ev->rest_len > POP3_SASL_PASS_MAX) {
+	if (ev->rest_len == 0 || ev->rest_len > SASL_PASS_MAX) {
 		s->user[0] = '\0';
 		pop3_err(s, "[AUTH] Authentication failed");
 		return;
@@ -203,15 +204,15 @@ void pop3_cmd_pass(struct pop3_session *s, const struct pop3_event *ev)
 /* Handles a decoded-or-not PLAIN response (initial or continuation). */
 static void sasl_plain(struct pop3_session *s, const char *b64, size_t len)
 {
-	char authzid[POP3_SASL_ID_MAX + 1], authcid[POP3_SASL_ID_MAX + 1];
-	char passwd[POP3_SASL_PASS_MAX + 1];
+	char authzid[SASL_ID_MAX + 1], authcid[SASL_ID_MAX + 1];
+	char passwd[SASL_PASS_MAX + 1];
 	const char *error;
 
 	if (len == 1 && b64[0] == '*') {
 		pop3_err(s, "Authentication cancelled");
 		return;
 	}
-	if (pop3_sasl_plain_decode(b64, len, authzid, authcid, passwd, &error) < 0) {
+	if (sasl_plain_decode(b64, len, authzid, authcid, passwd, &error) < 0) {
 		pop3_err(s, "[AUTH] %s", error);
 		return;
 	}

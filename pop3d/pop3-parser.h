@@ -91,15 +91,6 @@ void pop3_parser_next(struct pop3_parser *p, const unsigned char *in, size_t len
  * below 2^32 (zero allowed; callers check ranges). */
 bool pop3_parse_number(const struct pop3_arg *arg, uint32_t *n_r);
 
-/* --- SASL PLAIN (RFC 4616) as carried by AUTH (RFC 5034) --- */
-#define POP3_SASL_ID_MAX 320      /* authorization and authentication identity */
-#define POP3_SASL_PASS_MAX 1024
-
-/* Decodes the base64 response "authzid NUL authcid NUL passwd" into the
- * NUL-terminated buffers (sizes *_MAX + 1). "=" is the empty response.
- * Returns -1 with a static *error_r for bad base64, missing NULs, empty
- * authcid or passwd, a field over its limit or a NUL inside a field. */
-int pop3_sasl_plain_decode(const char *b64, size_t len, char *authzid, char *authcid,
-			   char *passwd, const char **error_r);
+/* SASL PLAIN (RFC 4616) as carried by AUTH (RFC 5034): lib/sasl.h. */
 
 #endif

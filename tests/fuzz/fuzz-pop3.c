@@ -8,6 +8,7 @@
  * make progress. The input is also used as a message (its wire form must
  * match its CRLF size) and, when short, as a UIDL format. */
 #include "pop3d/pop3-parser.h"
+#include "lib/sasl.h"
 #include "pop3d/pop3-msg.h"
 #include "lib/buf.h"
 
@@ -16,7 +17,7 @@
 
 static void transcript_event(struct buf *t, const struct pop3_event *ev)
 {
-	char z[POP3_SASL_ID_MAX + 1], c[POP3_SASL_ID_MAX + 1], p[POP3_SASL_PASS_MAX + 1];
+	char z[SASL_ID_MAX + 1], c[SASL_ID_MAX + 1], p[SASL_PASS_MAX + 1];
 	const char *error;
 	unsigned char tag = (unsigned char)ev->type;
 
@@ -33,9 +34,9 @@ static void transcript_event(struct buf *t, const struct pop3_event *ev)
 		}
 		buf_append(t, ev->rest, ev->rest_len);
 	} else if (ev->type == POP3_EV_RESPONSE) {
-		tag = (unsigned char)pop3_sasl_plain_decode(ev->line, ev->line_len, z, c, p, &error);
+		tag = (unsigned char)sasl_plain_decode(ev->line, ev->line_len, z, c, p, &error);
 		buf_append(t, &tag, 1);
-		if (tag == 0 && (strlen(c) == 0 || strlen(p) == 0 || strlen(c) > POP3_SASL_ID_MAX))
+		if (tag == 0 && (strlen(c) == 0 || strlen(p) == 0 || strlen(c) > SASL_ID_MAX))
 			abort();
 	}
 }

@@ -3,6 +3,7 @@
  * formats, CRLF sizes, TOP lengths and the wire conversion of messages
  * (whole and in tiny output pieces). */
 #include "pop3d/pop3-parser.h"
+#include "lib/sasl.h"
 #include "pop3d/pop3-msg.h"
 #include "lib/buf.h"
 #include "tests/unit/test.h"
@@ -159,24 +160,24 @@ static void test_numbers(void)
 
 static void test_sasl_plain(void)
 {
-	char z[POP3_SASL_ID_MAX + 1], c[POP3_SASL_ID_MAX + 1], p[POP3_SASL_PASS_MAX + 1];
+	char z[SASL_ID_MAX + 1], c[SASL_ID_MAX + 1], p[SASL_PASS_MAX + 1];
 	const char *error;
 
 	/* "\0alice\0secret" */
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AGFsaWNlAHNlY3JldA==", 20, z, c, p, &error), 0);
+	CHECK_INT_EQ(sasl_plain_decode("AGFsaWNlAHNlY3JldA==", 20, z, c, p, &error), 0);
 	CHECK_STR_EQ(z, "");
 	CHECK_STR_EQ(c, "alice");
 	CHECK_STR_EQ(p, "secret");
 	/* "bob\0bob\0pw" */
-	CHECK_INT_EQ(pop3_sasl_plain_decode("Ym9iAGJvYgBwdw==", 16, z, c, p, &error), 0);
+	CHECK_INT_EQ(sasl_plain_decode("Ym9iAGJvYgBwdw==", 16, z, c, p, &error), 0);
 	CHECK_STR_EQ(z, "bob");
 	CHECK_STR_EQ(p, "pw");
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AGFsaWNl", 8, z, c, p, &error), -1);   /* one NUL */
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AGFsaWNlAHNlY3JldA=", 19, z, c, p, &error), -1);
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AGFs!WNlAHNlY3JldA==", 20, z, c, p, &error), -1);
-	CHECK_INT_EQ(pop3_sasl_plain_decode("=", 1, z, c, p, &error), -1);
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AABzZWNyZXQ=", 12, z, c, p, &error), -1); /* no authcid */
-	CHECK_INT_EQ(pop3_sasl_plain_decode("AGFsaWNlAA==", 12, z, c, p, &error), -1); /* no password */
+	CHECK_INT_EQ(sasl_plain_decode("AGFsaWNl", 8, z, c, p, &error), -1);   /* one NUL */
+	CHECK_INT_EQ(sasl_plain_decode("AGFsaWNlAHNlY3JldA=", 19, z, c, p, &error), -1);
+	CHECK_INT_EQ(sasl_plain_decode("AGFs!WNlAHNlY3JldA==", 20, z, c, p, &error), -1);
+	CHECK_INT_EQ(sasl_plain_decode("=", 1, z, c, p, &error), -1);
+	CHECK_INT_EQ(sasl_plain_decode("AABzZWNyZXQ=", 12, z, c, p, &error), -1); /* no authcid */
+	CHECK_INT_EQ(sasl_plain_decode("AGFsaWNlAA==", 12, z, c, p, &error), -1); /* no password */
 }
 
 static void test_uidl_format(void)
