@@ -269,15 +269,25 @@ static void header_end(struct ctx *c, const struct mark *at)
 	}
 }
 
-/* Ends an open part at `at` (clamped so no size goes negative). */
-static void part_end(struct ctx *c, struct part_priv *p, const struct mark *at)
+/* Ends an open part at `at` (clamped so no size goes negative).
+   parent_ends: its parent is ended at `at` too. */
+static void part_end(struct ctx *c, struct part_priv *p, const struct mark *at,
+		     bool parent_ends)
 {
 	struct mark end = *at;
 
 	if (p->in_header) {
-		/* header cut off by a delimiter (or the end): no body */
-		if (end.off < p->start.off)
+		/* header cut off by a delimiter (or the end): no body. A part
+		   starting on the delimiter line itself is empty and stays
+		   there, unless its parent ends before it (right after an inner
+		   delimiter whose line break the outer delimiter takes): then it
+		   moves back to `end` so it stays inside its parent. */
+		if (end.off < p->start.off && parent_ends) {
+			p->start = end;
+			p->pub.header_offset = end.off;
+		} else if (end.off < p->start.off) {
 			end = p->start;
+		}
 		c->cur = p;
 		header_end(c, &end);
 		if (p->pub.kind == MIME_PART_MESSAGE) {
@@ -341,7 +351,7 @@ static void boundary_hit(struct ctx *c, unsigned int k, bool close, const struct
 		end.bare -= c->prev_bare ? 1 : 0;
 	}
 	for (struct part_priv *p = c->cur; &p->pub != m; p = priv(p->pub.parent))
-		part_end(c, p, &end);
+		part_end(c, p, &end, p->pub.parent != m);
 	c->nbnd = close ? k : k + 1;
 	c->cur = priv(m);
 	if (!close)
@@ -409,7 +419,7 @@ struct mime_message *mime_parse(const void *data, size_t size,
 	msg->root = &c.cur->pub;
 	parse_lines(&c);
 	for (struct part_priv *p = c.cur; p != NULL; p = priv(p->pub.parent)) {
-		part_end(&c, p, &c.line);
+		part_end(&c, p, &c.line, p->pub.parent != NULL);
 		if (p->pub.parent == NULL)
 			break;
 	}

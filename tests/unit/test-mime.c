@@ -676,6 +676,58 @@ static void test_truncated_headers(void)
 	mime_message_free(&msg);
 }
 
+/* A part that starts right after an inner delimiter which is directly
+   followed by an outer one: the outer delimiter takes the inner delimiter's
+   line break, the inner multipart ends before it, and the empty part moves
+   back so it stays inside its parent (found by fuzz-mime; the corpus file
+   is tests/fuzz/corpus/mime/regress-nested-empty-part). */
+static void test_nested_empty_part(void)
+{
+	static const char m[] = "Content-Type: multipart/mixed; boundary=outer\n\n"
+		"--outer\n"
+		"Content-Type: multipart/mixed; boundary=inner\n\n"
+		"--inner\n"
+		"--outer--\n";
+	struct buf lf = { 0 }, crlf;
+	struct mime_message *msg = parse_str(m, MIME_PARSE_LF_TO_CRLF);
+	const struct mime_part *c = msg->root->children;
+
+	check_sizes(msg->root, 0, 47, 49, 2, 73, 78, 5, __LINE__);
+	CHECK(c != NULL && c->kind == MIME_PART_MULTIPART && c->next == NULL);
+	check_sizes(c, 55, 47, 49, 2, 7, 7, 0, __LINE__);
+	CHECK(c->child_count == 1);
+	check_sizes(c->children, 109, 0, 0, 0, 0, 0, 0, __LINE__);
+	CHECK_INT_EQ(c->children->body_offset, 109);
+	CHECK(c->children->body_offset + c->children->body.physical <=
+	      c->body_offset + c->body.physical);
+	mime_message_free(&msg);
+
+	/* the same with CRLF: the part moves back over the CR LF */
+	buf_init(&lf, 0);
+	buf_append(&lf, m, sizeof(m) - 1);
+	to_crlf(&lf, &crlf);
+	msg = mime_parse(crlf.data, crlf.len, NULL, 0);
+	c = msg->root->children;
+	check_sizes(c, 58, 49, 49, 2, 7, 7, 0, __LINE__);
+	check_sizes(c->children, 114, 0, 0, 0, 0, 0, 0, __LINE__);
+	mime_message_free(&msg);
+
+	/* through a message/rfc822 part, and with a multipart/digest whose
+	   empty part becomes message/rfc822 */
+	msg = parse_str("Content-Type: multipart/mixed; boundary=o\n\n--o\n"
+			"Content-Type: message/rfc822\n\n"
+			"Content-Type: multipart/digest; boundary=i\n\n--i\n--o--\n", 0);
+	c = msg->root->children->children;
+	CHECK(c != NULL && c->kind == MIME_PART_MULTIPART && c->children != NULL);
+	check_sizes(c->children, 124, 0, 0, 0, 0, 0, 0, __LINE__);
+	CHECK_INT_EQ(c->children->kind, MIME_PART_MESSAGE);
+	CHECK_INT_EQ(c->children->children->header_offset, 124);
+	CHECK_INT_EQ(c->body_offset + c->body.physical, 124);
+	mime_message_free(&msg);
+	buf_free(&lf);
+	buf_free(&crlf);
+}
+
 int main(void)
 {
 	test_run(test_corpus);
@@ -694,5 +746,6 @@ int main(void)
 	test_run(test_transfer_decoding);
 	test_run(test_section_part);
 	test_run(test_truncated_headers);
+	test_run(test_nested_empty_part);
 	return test_exit();
 }
