@@ -27,13 +27,15 @@ import argparse
 import os
 import pwd
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import (BenchError, cfg_str, log, port_open, stop_proc,  # noqa: E402,F401
+                      tree_cpu_seconds, wait_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PORT_MAILFLEET = 27910
@@ -42,77 +44,6 @@ PORT_DOVECOT = 27920
 DOMAIN = "bench.test"
 PASSWORD = "benchpw"
 MAIL_USER = "mail"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-START_TIMEOUT = 30
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError("%s exited with status %d" % (what, proc.returncode))
-        if port_open(port):
-            return
-        time.sleep(0.05)
-    raise BenchError("%s did not listen on %d" % (what, port))
-
-
-def stop_proc(proc, timeout=20):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _stat_fields(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        text = f.read()
-    return text[text.rindex(")") + 2:].split()
-
-
-def tree_cpu_seconds(root_pid):
-    """user+sys of root_pid and its live descendants, plus root_pid's reaped
-    children (cutime/cstime), in seconds."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                children.setdefault(int(_stat_fields(int(name))[1]), []).append(int(name))
-            except (OSError, ValueError, IndexError):
-                pass
-    total, todo, first = 0, [root_pid], True
-    while todo:
-        pid = todo.pop()
-        try:
-            f = _stat_fields(pid)
-        except OSError:
-            continue
-        total += int(f[11]) + int(f[12])
-        if first:
-            total += int(f[13]) + int(f[14])
-            first = False
-        todo.extend(children.get(pid, []))
-    return total / CLK_TCK
 
 
 # ---------------------------------------------------------------- mailboxes
@@ -325,10 +256,6 @@ class Dovecot:
 
     def stop(self):
         stop_proc(self.proc)
-
-
-def cfg_str(s):
-    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class Mailfleet:
