@@ -173,6 +173,12 @@ int uidlist_parse(const char *data, size_t len, struct uidlist **ul_r,
 		uidlist_free(&ul);
 		return -1;
 	}
+	/* one allocation for the records: a line per record */
+	size_t lines = 0;
+	for (const char *q = data; len > 0 && (q = memchr(q, '\n', len - (size_t)(q - data))) != NULL; q++)
+		lines++;
+	ul->cap = lines + 1;
+	ul->recs = mf_malloc(ul->cap * sizeof(*ul->recs));
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(data + pos, '\n', len - pos);
 		size_t llen = (nl == NULL ? len : (size_t)(nl - data)) - pos;
