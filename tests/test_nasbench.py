@@ -42,12 +42,14 @@ MAIL_OPS = ["deliver", "flag", "read", "readdir", "unlink"]
 # (p99 < 80 ms seen for deliveries, which wait for ganesha's fsync, and
 # < 30 ms for the rest), far below what a relay adding 40 ms to every reply
 # gives (a delivery makes about 19 NFS calls, the other operations 6-9).
-RELAY_DELAY_MS = 40
+# Far apart on purpose: the fast run must PASS even when a p99 (the maximum
+# of a few dozen samples) catches a scheduling hiccup of this 2-core machine.
+RELAY_DELAY_MS = 80
 # A 1 MiB fsync can take over the default 100 ms (a WARN) on a machine busy
 # with other builds; the full runs assert every functional check PASSes.
 FSYNC_RELAXED = "--threshold=fsync-ms=5000"
-SLOW_THRESHOLDS = ["--threshold=deliver-p99-ms=400"] + [
-    "--threshold=%s-p99-ms=200" % op for op in ("flag", "read", "readdir", "unlink")]
+SLOW_THRESHOLDS = ["--threshold=deliver-p99-ms=1200"] + [
+    "--threshold=%s-p99-ms=500" % op for op in ("flag", "read", "readdir", "unlink")]
 
 
 def run(args, timeout=120, **kw):
