@@ -28,6 +28,11 @@ void mf_free(void *ptr_to_ptr);
 uint64_t mf_now_ms(void);
 uint64_t mf_now_us(void);
 
+/* Value of a hexadecimal digit (either case), or -1. */
+int mf_hex_value(unsigned char c);
+/* Value of a base64 digit (RFC 4648 alphabet, '+' and '/'), or -1. */
+int mf_base64_value(unsigned char c);
+
 /* Compares two byte strings in time that depends only on the lengths. */
 bool mf_mem_equal_ct(const void *a, const void *b, size_t len);
 

@@ -5,14 +5,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static void decode_base64(const unsigned char *s, size_t len, struct buf *out)
 {
 	unsigned char chunk[768];
@@ -22,8 +14,7 @@ static void decode_base64(const unsigned char *s, size_t len, struct buf *out)
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = s[i];
-		int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 :
-			c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+		int v = mf_base64_value(c);
 		if (c == '=') {
 			/* padding ends a quantum; a new one may follow */
 			bits = 0;
@@ -67,8 +58,8 @@ static void qp_line(const unsigned char *s, size_t len, bool hard_break, struct 
 		i += run;
 		if (i >= len)
 			break;
-		if (i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			unsigned char c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		if (i + 2 < len && mf_hex_value(s[i + 1]) >= 0 && mf_hex_value(s[i + 2]) >= 0) {
+			unsigned char c = (unsigned char)(mf_hex_value(s[i + 1]) * 16 + mf_hex_value(s[i + 2]));
 			buf_append(out, &c, 1);
 			i += 3;
 		} else {

@@ -272,38 +272,16 @@ int mime_charset_to_utf8(const char *charset, const void *data, size_t len, stru
 
 /* ---- RFC 2047 ---- */
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 static void decode_q(const char *s, size_t len, struct buf *out)
 {
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
 		if (c == '_') {
 			c = ' ';
-		} else if (c == '=' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
-			   hexval((unsigned char)s[i + 2]) >= 0) {
-			c = (char)(hexval((unsigned char)s[i + 1]) * 16 +
-				   hexval((unsigned char)s[i + 2]));
+		} else if (c == '=' && i + 2 < len && mf_hex_value((unsigned char)s[i + 1]) >= 0 &&
+			   mf_hex_value((unsigned char)s[i + 2]) >= 0) {
+			c = (char)(mf_hex_value((unsigned char)s[i + 1]) * 16 +
+				   mf_hex_value((unsigned char)s[i + 2]));
 			i += 2;
 		}
 		buf_append(out, &c, 1);
@@ -316,7 +294,7 @@ static void decode_b(const char *s, size_t len, struct buf *out)
 	int nbits = 0;
 
 	for (size_t i = 0; i < len; i++) {
-		int v = b64val((unsigned char)s[i]);
+		int v = mf_base64_value((unsigned char)s[i]);
 		if (v < 0)
 			continue; /* padding and junk */
 		bits = (bits << 6) | (uint32_t)v;

@@ -252,14 +252,6 @@ void mime_params_free(struct mime_param **params, unsigned int count)
 	mf_free(params);
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* charset'language'percent-encoded */
 static char *decode_extended(const char *v)
 {
@@ -276,9 +268,9 @@ static char *decode_extended(const char *v)
 	buf_init(&raw, 0);
 	for (const char *p = q2 + 1; *p != '\0'; p++) {
 		char c = *p;
-		if (c == '%' && hexval((unsigned char)p[1]) >= 0 &&
-		    hexval((unsigned char)p[2]) >= 0) {
-			c = (char)(hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]));
+		if (c == '%' && mf_hex_value((unsigned char)p[1]) >= 0 &&
+		    mf_hex_value((unsigned char)p[2]) >= 0) {
+			c = (char)(mf_hex_value((unsigned char)p[1]) * 16 + mf_hex_value((unsigned char)p[2]));
 			p += 2;
 		}
 		buf_append(&raw, &c, 1);

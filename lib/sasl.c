@@ -5,21 +5,6 @@
 #include <stdint.h>
 #include <string.h>
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Strict base64 (RFC 4648 4, padding required). -1 on anything else. */
 int base64_decode_strict(const char *in, size_t len, unsigned char *out, size_t out_max, size_t *out_len_r)
 {
@@ -31,7 +16,7 @@ int base64_decode_strict(const char *in, size_t len, unsigned char *out, size_t 
 		int v[4];
 		unsigned pad = 0;
 		for (int k = 0; k < 4; k++) {
-			v[k] = b64_value((unsigned char)in[i + k]);
+			v[k] = mf_base64_value((unsigned char)in[i + k]);
 			if (in[i + k] == '=' && i + 4 == len && k >= 2 && (k == 3 || in[i + 3] == '=')) {
 				v[k] = 0;
 				pad++;
