@@ -160,6 +160,12 @@ static const struct opt pop3_opts[] = {
 	{ "require_tls", OPT_BOOL, CFG_OFF(pop3_require_tls), 0, 0, NULL, NULL },
 };
 
+static const struct opt imap_opts[] = {
+	{ "require_tls", OPT_BOOL, CFG_OFF(imap_require_tls), 0, 0, NULL, NULL },
+	{ "idle_keepalive", OPT_UINT, CFG_OFF(imap_idle_keepalive_secs), 10, 86400, NULL, NULL },
+	{ "compress", OPT_BOOL, CFG_OFF(imap_compress), 0, 0, NULL, NULL },
+};
+
 #define GROUP(name, opts) { name, opts, MF_N_ELEMENTS(opts) }
 static const struct opt_group groups[] = {
 	GROUP(NULL, top_opts),
@@ -170,6 +176,7 @@ static const struct opt_group groups[] = {
 	GROUP("limits", limits_opts),
 	GROUP("lmtp", lmtp_opts),
 	GROUP("pop3", pop3_opts),
+	GROUP("imap", imap_opts),
 };
 
 static const char *const protocol_names[] = {
@@ -252,6 +259,9 @@ void config_defaults(struct mf_config *cfg)
 	cfg->pop3_uidl_format = mf_strdup(POP3_UIDL_FORMAT_DEFAULT);
 	cfg->pop3_lock_timeout_secs = 120;
 	cfg->pop3_require_tls = false;
+	cfg->imap_require_tls = false;
+	cfg->imap_idle_keepalive_secs = 29 * 60;
+	cfg->imap_compress = true;
 	add_default_listener(cfg, MF_PROTO_IMAP, 1143, false);
 	add_default_listener(cfg, MF_PROTO_IMAP, 1993, true);
 	add_default_listener(cfg, MF_PROTO_POP3, 1110, false);

@@ -61,6 +61,11 @@ struct mf_config {
 	unsigned pop3_lock_timeout_secs;  /* a POP3 session lock older than this is stale (120) */
 	bool pop3_require_tls;            /* USER/PASS and AUTH only over TLS (false) */
 
+	/* Additions for IMAP (group "imap"). */
+	bool imap_require_tls;            /* LOGINDISABLED, no AUTH= before TLS (false) */
+	unsigned imap_idle_keepalive_secs;/* "* OK Still here" interval in IDLE (1740) */
+	bool imap_compress;               /* offer COMPRESS=DEFLATE (true) */
+
 	struct mf_limits limits;
 	struct mf_listener_config listeners[MF_LISTENERS_MAX];
 	unsigned listener_count;

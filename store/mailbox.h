@@ -42,6 +42,7 @@ struct mailbox_msg {
 	uint64_t vsize;        /* IMAP size (CRLF) */
 	int64_t internal_date; /* seconds since the epoch */
 	bool recent;           /* was in new/ when this session moved it */
+	uint64_t modseq;       /* CONDSTORE: last change of flags/keywords (>= 1) */
 };
 
 struct mailbox {
@@ -51,6 +52,7 @@ struct mailbox {
 	char *path;            /* "dom/user/Maildir[/.a.b]" */
 	bool read_only;
 	uint32_t uid_validity, uid_next;
+	uint64_t highest_modseq;    /* CONDSTORE HIGHESTMODSEQ (>= 1) */
 	struct mailbox_msg *msgs;   /* ascending UID */
 	unsigned count;
 	char *keywords[MAILBOX_KEYWORDS_MAX];  /* index = letter - 'a'; NULL unused */

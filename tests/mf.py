@@ -32,7 +32,10 @@ SAN_ENV = {
 }
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error")
 
-PORT_MIN, PORT_MAX = 22000, 22999
+# MF_PORT_MIN/MF_PORT_MAX narrow the range, so that two suites run side by side
+# on one machine never hand out the same port.
+PORT_MIN = int(os.environ.get("MF_PORT_MIN", "22000"))
+PORT_MAX = int(os.environ.get("MF_PORT_MAX", "22999"))
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0
 
@@ -69,7 +72,7 @@ def port_is_free(port, host="127.0.0.1"):
 
 
 def free_port():
-    """A port in 22000-22999 that nothing listens on and this process has not
+    """A port in PORT_MIN-PORT_MAX (22000-22999 unless set) that nothing listens on and this process has not
     handed out before (the daemon binds it a moment later)."""
     candidates = list(range(PORT_MIN, PORT_MAX + 1))
     random.shuffle(candidates)
