@@ -100,7 +100,7 @@ test: deps
 
 # LMTP delivery benchmark (normal -O2 build): mailfleet vs Dovecot vs the disk,
 # on local disk and over libnfs. Options: make bench-lmtp BENCH_ARGS="--quick".
-bench: bench-lmtp bench-pop3
+bench: bench-lmtp bench-pop3 bench-imap
 bench-lmtp: deps all $(BUILD)/tools/lmtpload $(BUILD)/tools/physlimit
 	$(PYTHON) tests/bench/bench_lmtp.py --build $(BUILD) $(BENCH_ARGS)
 
@@ -109,6 +109,13 @@ bench-lmtp: deps all $(BUILD)/tools/lmtpload $(BUILD)/tools/physlimit
 .PHONY: bench-pop3
 bench-pop3: deps all
 	$(PYTHON) tests/bench/bench_pop3.py --build $(BUILD) $(BENCH_ARGS)
+
+# IMAP benchmark: mailfleet vs Dovecot's imap, mixed workload with 10 and 50
+# clients (build/tools/imapload), SELECT / FETCH 1:* on 50,000 messages, memory
+# of 10,000 connections in IDLE. Options: BENCH_ARGS="--quick".
+.PHONY: bench-imap
+bench-imap: deps all $(BUILD)/tools/imapload
+	$(PYTHON) tests/bench/bench_imap.py --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf build

@@ -42,6 +42,8 @@ struct conn {
 	struct conn *reap_next;
 	struct conn *again_next;
 	bool on_reap_list, on_again_list;
+	struct conn *wake_next;            /* loop->wake_list, under loop->lock */
+	bool wake_queued;                  /* under loop->lock */
 
 	struct buf in;
 	struct buf out;
@@ -131,6 +133,22 @@ bool conn_is_closing(const struct conn *c)
 	return c->closing;
 }
 
+/* Takes c off the wake list (after session_free(): no new conn_wake()). */
+static void wake_unlink(struct conn *c)
+{
+	struct loop *loop = c->loop;
+
+	pthread_mutex_lock(&loop->lock);
+	if (c->wake_queued) {
+		struct conn **p = &loop->wake_list;
+		while (*p != c)
+			p = &(*p)->wake_next;
+		*p = c->wake_next;
+		c->wake_queued = false;
+	}
+	pthread_mutex_unlock(&loop->lock);
+}
+
 /* The one place a connection is freed. */
 static void conn_destroy(struct conn *c)
 {
@@ -138,6 +156,7 @@ static void conn_destroy(struct conn *c)
 
 	if (c->session_started)
 		c->listener->handler->session_free(c->session);
+	wake_unlink(c);
 	if (c->ssl != NULL) {
 		if (!c->aborted && !c->tls_handshaking && !c->peer_gone)
 			SSL_shutdown(c->ssl);
@@ -519,6 +538,21 @@ void conn_accepted(struct loop *loop, int fd, struct listener *l, const char *pe
 	conn_process(c);
 }
 
+/* A connection silent for a second or more (an IMAP client in IDLE, say)
+ * keeps no empty buffers: with thousands of them that is most of their
+ * memory. They come back on the next read or write. */
+static void release_idle_buffers(struct conn *c, uint64_t now)
+{
+	if (now < c->last_activity_ms + 1000)
+		return;
+	if (c->in.len == 0 && c->in.data != NULL)
+		buf_free(&c->in);
+	if (!output_pending(c) && c->out.data != NULL) {
+		buf_free(&c->out);
+		c->out_pos = 0;
+	}
+}
+
 void conn_loop_tick(struct loop *loop, uint64_t now)
 {
 	for (struct conn *c = loop->conns; c != NULL; c = c->next) {
@@ -542,6 +576,8 @@ void conn_loop_tick(struct loop *loop, uint64_t now)
 			if (conn_flush(c) == 0)
 				conn_update_events(c);
 		}
+		if (!c->aborted && !c->job_pending)
+			release_idle_buffers(c, now);
 	}
 }
 
@@ -552,6 +588,52 @@ void conn_loop_close_all(struct loop *loop, bool force)
 			conn_abort(c, "shutting down");
 		else if (!c->job_pending)
 			conn_close(c, "shutting down");
+	}
+}
+
+/* ---- wakes from other threads ---- */
+
+void conn_wake(struct conn *c)
+{
+	struct loop *loop = c->loop;
+	bool post = false;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&loop->lock);
+	if (!c->wake_queued) {
+		c->wake_queued = true;
+		c->wake_next = loop->wake_list;
+		post = loop->wake_list == NULL;
+		loop->wake_list = c;
+	}
+	pthread_mutex_unlock(&loop->lock);
+	if (post) {
+		ssize_t MF_UNUSED w = write(loop->wakefd, &one, sizeof(one));
+	}
+}
+
+/* One at a time under the lock: a wake for a connection already handled
+ * may come in meanwhile and queues it again. */
+void conn_loop_wakes(struct loop *loop)
+{
+	for (;;) {
+		pthread_mutex_lock(&loop->lock);
+		struct conn *c = loop->wake_list;
+		if (c != NULL) {
+			loop->wake_list = c->wake_next;
+			c->wake_queued = false;
+		}
+		pthread_mutex_unlock(&loop->lock);
+		if (c == NULL)
+			return;
+		if (c->closing || !c->session_started || c->listener->handler->session_wake == NULL)
+			continue;
+		c->listener->handler->session_wake(c->session, c);
+		if (!c->closing && !c->job_pending)
+			conn_flush(c);
+		maybe_reap(c);
+		if (!c->aborted)
+			conn_update_events(c);
 	}
 }
 

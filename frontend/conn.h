@@ -17,6 +17,7 @@
 struct conn;
 struct store;
 struct directory;
+struct mailbox_watch;
 
 /* The per-process context built in main. */
 struct mf_context {
@@ -24,6 +25,9 @@ struct mf_context {
 	struct store *store;
 	struct directory *directory;
 	const char *hostname;
+	/* The registry of mailboxes idling sessions watch (store/mailbox-watch.h);
+	 * NULL when the process has none. */
+	struct mailbox_watch *watch;
 };
 
 struct proto_handler {
@@ -43,6 +47,10 @@ struct proto_handler {
 	 * conn_run_blocking() job (POP3 releases its lock on the store there);
 	 * session_free() follows after that job's done(). */
 	void (*session_closing)(void *session, struct conn *conn);
+	/* Optional. Runs on the loop thread soon after conn_wake(), unless the
+	 * connection is closing (also while a blocking job runs: the session
+	 * then decides what to do after it). */
+	void (*session_wake)(void *session, struct conn *conn);
 };
 
 struct buf *conn_input(struct conn *conn);
@@ -78,6 +86,13 @@ void conn_set_timeout(struct conn *conn, unsigned secs);
 typedef void conn_work_fn(void *arg);
 typedef void conn_done_fn(void *session, struct conn *conn, void *arg);
 void conn_run_blocking(struct conn *conn, conn_work_fn *work, conn_done_fn *done, void *arg);
+
+/* Thread-safe: asks the connection's loop to call session_wake() soon.
+ * Several calls before that collapse into one. The caller must know conn
+ * is alive during the call: session_free() must withdraw whatever leads
+ * to calls (e.g. remove a mailbox watcher, which waits for the registry's
+ * lock) before it returns. */
+void conn_wake(struct conn *conn);
 
 /* Notes by the frontend (implementation in frontend/conn.c):
  * - conn_input()'s buffer holds at most limits.line_max + 16 KiB; when it is

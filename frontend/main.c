@@ -14,6 +14,7 @@
 #include "lmtpd/lmtp.h"
 #include "pop3d/pop3.h"
 #include "store/store.h"
+#include "store/mailbox-watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +54,7 @@ struct daemon {
 
 	struct directory *dir;
 	struct store *store;
+	struct mailbox_watch *watch;   /* mailboxes idling sessions wait on */
 	struct tls_ctx *tls;
 	struct server *server;
 	struct mf_context ctx;
@@ -465,6 +467,10 @@ static int start(struct daemon *d, const sigset_t *signals)
 		return -1;
 	d->ctx.store = d->store;
 	d->ctx.directory = d->dir;
+	d->watch = mailbox_watch_new(d->store);
+	d->ctx.watch = d->watch;
+	if (mailbox_watch_start(d->watch, &error) < 0)
+		return fail(d, "%s", error);
 	if (bind_listeners(d) < 0 || drop_privileges(d) < 0)
 		return -1;
 	if (server_start(d->server, &error) < 0)
@@ -485,6 +491,7 @@ static bool stop(struct daemon *d)
 		}
 		server_free(&d->server);
 	}
+	mailbox_watch_free(&d->watch);
 	store_free(&d->store);
 	directory_close(&d->dir);
 	tls_ctx_free(&d->tls);

@@ -49,8 +49,9 @@ struct loop {
 	pthread_t thread;
 	bool thread_started;
 
-	pthread_mutex_t lock;               /* guards done_head/tail */
+	pthread_mutex_t lock;               /* guards done_head/tail, wake_list */
 	struct conn_job *done_head, *done_tail;
+	struct conn *wake_list;             /* conn_wake() from any thread */
 
 	struct conn *conns;                 /* every live connection of this loop */
 	unsigned conn_count;
@@ -96,6 +97,8 @@ void conn_loop_tick(struct loop *loop, uint64_t now_ms);
 void conn_loop_run_again(struct loop *loop);
 void conn_loop_reap(struct loop *loop);
 void conn_loop_done_jobs(struct loop *loop);
+/* Calls session_wake() of the connections conn_wake() named. */
+void conn_loop_wakes(struct loop *loop);
 /* Shutdown: close every connection that has no job running. force also
  * drops queued output. */
 void conn_loop_close_all(struct loop *loop, bool force);

@@ -381,6 +381,7 @@ static void loop_wake(struct loop *loop)
 	ssize_t MF_UNUSED r = read(loop->wakefd, &value, sizeof(value));
 
 	conn_loop_done_jobs(loop);
+	conn_loop_wakes(loop);
 	if (atomic_load(&loop->server->stopping) && !loop->stopping)
 		loop_begin_stop(loop);
 }

@@ -1,5 +1,6 @@
 /* imap-cmd-auth.c: commands of any state and the login: CAPABILITY, NOOP,
- * LOGOUT, LOGIN, AUTHENTICATE PLAIN (SASL-IR or "+ " continuation),
+ * LOGOUT, LOGIN, AUTHENTICATE PLAIN (SASL-IR or "+ " continuation; both
+ * refused with LOGINDISABLED before TLS when imap { require_tls } is set),
  * STARTTLS, ID, ENABLE, NAMESPACE. The password check and the first-login
  * setup (default folders) run as a job: crypt() and the store may block. */
 #include "imapd/imap-private.h"
@@ -12,6 +13,7 @@
 #include <strings.h>
 
 #define AUTH_FIELD_MAX 1024
+#define PRIVACY_REQUIRED "NO [PRIVACYREQUIRED] Use TLS (STARTTLS) before logging in"
 
 static const char *const special_folders[] = { "Drafts", "Sent", "Trash", "Junk", "Archive" };
 
@@ -72,8 +74,22 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 			return;
 		}
 	}
-	/* none of the extensions offered here needs enabling */
-	imap_printf(s, "* ENABLED\r\n");
+	/* the ENABLED response names what this command enabled; unknown
+	 * names are ignored (RFC 5161 3.1) */
+	struct buf enabled;
+	buf_init(&enabled, 0);
+	for (size_t i = 0; i < cmd->arg_count; i++) {
+		imap_arg_get_atom(&cmd->args[i], &atom);
+		bool was_condstore = s->condstore, was_qresync = s->qresync;
+		if (!imap_enable_modseq(s, atom))
+			continue;
+		if (strcasecmp(atom, "CONDSTORE") == 0 && !was_condstore)
+			buf_printf(&enabled, " CONDSTORE");
+		else if (strcasecmp(atom, "QRESYNC") == 0 && !was_qresync)
+			buf_printf(&enabled, " QRESYNC");
+	}
+	imap_printf(s, "* ENABLED%.*s\r\n", (int)enabled.len, enabled.len > 0 ? (const char *)enabled.data : "");
+	buf_free(&enabled);
 	imap_tagged(s, cmd->tag, "OK Enabled");
 }
 
@@ -88,6 +104,11 @@ void imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 }
 
 /* ---- login ---- */
+
+bool imap_login_disabled(struct imap_session *s)
+{
+	return s->ctx->config->imap_require_tls && !conn_is_tls(s->conn);
+}
 
 enum login_result { LOGIN_OK, LOGIN_BAD, LOGIN_DISABLED, LOGIN_TEMPFAIL };
 
@@ -192,6 +213,10 @@ void imap_cmd_login(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, "LOGIN needs a user name and a password");
 		return;
 	}
+	if (imap_login_disabled(s)) {
+		imap_tagged(s, cmd->tag, PRIVACY_REQUIRED);
+		return;
+	}
 	if (strlen(user) > AUTH_FIELD_MAX || strlen(password) > AUTH_FIELD_MAX) {
 		imap_tagged(s, cmd->tag, "NO [AUTHENTICATIONFAILED] Authentication failed");
 		return;
@@ -225,6 +250,10 @@ void imap_cmd_authenticate(struct imap_session *s, const struct imap_command *cm
 	if (cmd->arg_count < 1 || cmd->arg_count > 2 || !imap_arg_get_atom(&cmd->args[0], &mech) ||
 	    (cmd->arg_count == 2 && !imap_arg_get_atom(&cmd->args[1], &ir))) {
 		imap_bad(s, cmd->tag, "AUTHENTICATE needs a mechanism");
+		return;
+	}
+	if (imap_login_disabled(s)) {
+		imap_tagged(s, cmd->tag, PRIVACY_REQUIRED);
 		return;
 	}
 	if (strcasecmp(mech, "PLAIN") != 0) {

@@ -1,8 +1,10 @@
 /* imap-cmd-list.c: the mailbox hierarchy: LIST (RFC 3501 and the
  * LIST-EXTENDED form with selection and return options, SPECIAL-USE and
- * CHILDREN attributes), LSUB, CREATE, DELETE, RENAME, SUBSCRIBE,
- * UNSUBSCRIBE and STATUS. Names on the wire are modified UTF-7 and are kept
- * that way on disk; the hierarchy delimiter is "/". */
+ * CHILDREN attributes, RFC 5819 LIST-STATUS), LSUB, CREATE (with RFC 6154
+ * CREATE-SPECIAL-USE), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE and STATUS.
+ * Names on the wire are modified UTF-7 and are kept that way on disk; the
+ * hierarchy delimiter is "/". A superior that has no folder of its own
+ * (made so by DELETE of a folder with children) is listed \Noselect. */
 #include "imapd/imap-private.h"
 #include "imapd/imap-quote.h"
 
@@ -29,13 +31,26 @@ enum list_sel {
 	LIST_RET_CHILDREN = 1 << 4,
 	LIST_RET_SPECIAL_USE = 1 << 5,
 	LIST_LSUB = 1 << 6,
+	LIST_RET_STATUS = 1 << 7,
 };
 
 struct list_data {
 	char *patterns[LIST_PATTERNS_MAX];
 	unsigned pattern_count;
 	unsigned opts;
+	unsigned status_items;     /* RETURN (STATUS (...)): enum status_item */
 };
+
+/* What list_work knows while it writes the lines. */
+struct list_ctx {
+	char **folders;            /* existing folders */
+	char **subs;               /* subscriptions */
+	char **specials;           /* "name<TAB>attrs" from CREATE (USE ...) */
+};
+
+/* STATUS section below */
+static bool status_items_parse(const struct imap_arg *list, size_t count, unsigned *items_r);
+static void status_write(struct imap_job *job, const char *name, unsigned items);
 
 static void list_data_free(void *data)
 {
@@ -94,13 +109,67 @@ static bool has_children(char **folders, const char *name)
 	return false;
 }
 
-static const char *special_attr(const char *name)
+/* The special-use attributes of name: those given at its CREATE, else
+ * the default ones of the folders made on first login. */
+static const char *special_attr(char **specials, const char *name)
 {
+	size_t len = strlen(name);
+
+	for (char **p = specials; p != NULL && *p != NULL; p++) {
+		if (strncmp(*p, name, len) == 0 && (*p)[len] == '\t')
+			return *p + len + 1;
+	}
 	for (size_t i = 0; i < MF_N_ELEMENTS(special_use); i++) {
 		if (strcmp(special_use[i].name, name) == 0)
 			return special_use[i].attr;
 	}
 	return NULL;
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The folders (sorted, as mailbox_list_folders gives them) plus their
+ * superiors that have no folder of their own, sorted; mailbox_names_free(). */
+static char **with_superiors(char **folders)
+{
+	size_t n = 0, cap = 16, n_folders = 0;
+	char **all = mf_calloc(cap, sizeof(*all));
+
+	while (folders[n_folders] != NULL)
+		n_folders++;
+
+	for (char **p = folders; *p != NULL; p++) {
+		for (char *slash = strchr(*p, '/');; slash = strchr(slash + 1, '/')) {
+			char *name = slash == NULL ? mf_strdup(*p) : mf_strndup(*p, (size_t)(slash - *p));
+			if (slash != NULL && bsearch(&name, folders, n_folders, sizeof(*folders),
+						     names_cmp) != NULL) {
+				free(name);
+			} else {
+				if (n + 2 > cap) {
+					cap *= 2;
+					all = mf_realloc(all, cap * sizeof(*all));
+				}
+				all[n++] = name;
+				all[n] = NULL;
+			}
+			if (slash == NULL)
+				break;
+		}
+	}
+	qsort(all, n, sizeof(*all), names_cmp);
+	/* superiors shared by several folders were added once per folder run */
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (w > 0 && strcmp(all[w - 1], all[i]) == 0)
+			free(all[i]);
+		else
+			all[w++] = all[i];
+	}
+	all[w] = NULL;
+	return all;
 }
 
 static bool pattern_matches(const struct list_data *d, const char *name)
@@ -113,11 +182,13 @@ static bool pattern_matches(const struct list_data *d, const char *name)
 }
 
 static void list_one(struct imap_job *job, const struct list_data *d, const char *name,
-		     char **folders, char **subs, bool exists)
+		     const struct list_ctx *lc, bool exists)
 {
 	struct buf *out = &job->out;
-	const char *special = special_attr(name);
-	bool subscribed = name_in(subs, name);
+	char **folders = lc->folders;
+	bool selectable = strcmp(name, "INBOX") == 0 || name_in(folders, name);
+	const char *special = selectable ? special_attr(lc->specials, name) : NULL;
+	bool subscribed = name_in(lc->subs, name);
 	bool first = true;
 
 	if ((d->opts & LIST_SEL_SPECIAL_USE) != 0 && special == NULL)
@@ -126,6 +197,8 @@ static void list_one(struct imap_job *job, const struct list_data *d, const char
 #define ATTR(text) do { buf_printf(out, "%s%s", first ? "" : " ", text); first = false; } while (0)
 	if (!exists)
 		ATTR((d->opts & LIST_LSUB) != 0 ? "\\Noselect" : "\\NonExistent");
+	else if (!selectable)
+		ATTR("\\Noselect");
 	if ((d->opts & LIST_LSUB) == 0 && exists)
 		ATTR(has_children(folders, name) ? "\\HasChildren" : "\\HasNoChildren");
 	if (subscribed && (d->opts & (LIST_SEL_SUBSCRIBED | LIST_RET_SUBSCRIBED)) != 0)
@@ -136,46 +209,55 @@ static void list_one(struct imap_job *job, const struct list_data *d, const char
 	buf_printf(out, ") \"/\" ");
 	imap_append_string(out, name, strlen(name), 0);
 	buf_printf(out, "\r\n");
+	/* RFC 5819: STATUS right after, only for selectable mailboxes */
+	if ((d->opts & LIST_RET_STATUS) != 0 && exists && selectable)
+		status_write(job, name, d->status_items);
 }
 
 static void list_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
 	struct list_data *d = job->data;
-	char **folders = NULL, **subs = NULL;
+	struct list_ctx lc = { 0 };
+	char **all = NULL;
 	const char *error;
 	const char *dom = s->user.domain, *user = s->user.localpart;
 
-	if (mailbox_list_folders(s->ctx->store, dom, user, &folders, &error) < 0 ||
-	    mailbox_subscriptions_get(s->ctx->store, dom, user, &subs, &error) < 0) {
+	if (mailbox_list_folders(s->ctx->store, dom, user, &lc.folders, &error) < 0 ||
+	    mailbox_subscriptions_get(s->ctx->store, dom, user, &lc.subs, &error) < 0 ||
+	    mailbox_special_use_get(s->ctx->store, dom, user, &lc.specials, &error) < 0) {
 		buf_printf(&job->out, "%s NO [SERVERBUG] %s\r\n", job->tag, error);
 		goto out;
 	}
+	all = with_superiors(lc.folders);
 	if ((d->opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) != 0) {
-		for (char **p = subs; *p != NULL; p++) {
-			bool exists = strcmp(*p, "INBOX") == 0 || name_in(folders, *p);
+		for (char **p = lc.subs; *p != NULL; p++) {
+			bool exists = strcmp(*p, "INBOX") == 0 || name_in(lc.folders, *p);
 			if (pattern_matches(d, *p))
-				list_one(job, d, *p, folders, subs, exists);
+				list_one(job, d, *p, &lc, exists);
 		}
 	} else {
 		if (pattern_matches(d, "INBOX"))
-			list_one(job, d, "INBOX", folders, subs, true);
-		for (char **p = folders; *p != NULL; p++) {
+			list_one(job, d, "INBOX", &lc, true);
+		for (char **p = all; *p != NULL; p++) {
 			if (pattern_matches(d, *p))
-				list_one(job, d, *p, folders, subs, true);
+				list_one(job, d, *p, &lc, true);
 		}
 	}
 	buf_printf(&job->out, "%s OK %s completed\r\n", job->tag,
 		   (d->opts & LIST_LSUB) != 0 ? "Lsub" : "List");
 out:
-	mailbox_names_free(&folders);
-	mailbox_names_free(&subs);
+	mailbox_names_free(&all);
+	mailbox_names_free(&lc.folders);
+	mailbox_names_free(&lc.subs);
+	mailbox_names_free(&lc.specials);
 }
 
-static bool list_options(const struct imap_arg *arg, bool selection, unsigned *opts)
+static bool list_options(const struct imap_arg *arg, bool selection, unsigned *opts,
+			 unsigned *status_items)
 {
-	const struct imap_arg *list;
-	size_t count;
+	const struct imap_arg *list, *items;
+	size_t count, item_count;
 	const char *atom;
 
 	if (!imap_arg_get_list(arg, &list, &count))
@@ -183,7 +265,15 @@ static bool list_options(const struct imap_arg *arg, bool selection, unsigned *o
 	for (size_t i = 0; i < count; i++) {
 		if (!imap_arg_get_atom(&list[i], &atom))
 			return false;
-		if (selection && strcasecmp(atom, "SUBSCRIBED") == 0)
+		if (!selection && strcasecmp(atom, "STATUS") == 0) {
+			/* RFC 5819: STATUS (item ...) */
+			if ((*opts & LIST_RET_STATUS) != 0 || i + 1 >= count ||
+			    !imap_arg_get_list(&list[i + 1], &items, &item_count) ||
+			    !status_items_parse(items, item_count, status_items))
+				return false;
+			*opts |= LIST_RET_STATUS;
+			i++;
+		} else if (selection && strcasecmp(atom, "SUBSCRIBED") == 0)
 			*opts |= LIST_SEL_SUBSCRIBED | LIST_RET_SUBSCRIBED;
 		else if (selection && strcasecmp(atom, "SPECIAL-USE") == 0)
 			*opts |= LIST_SEL_SPECIAL_USE;
@@ -232,7 +322,7 @@ static bool list_parse(const struct imap_command *cmd, struct list_data *d)
 	const char *ref;
 
 	if (cmd->arg_count > 0 && cmd->args[0].type == IMAP_ARG_LIST) {
-		if (!list_options(&cmd->args[0], true, &d->opts))
+		if (!list_options(&cmd->args[0], true, &d->opts, &d->status_items))
 			return false;
 		i++;
 	}
@@ -243,7 +333,7 @@ static bool list_parse(const struct imap_command *cmd, struct list_data *d)
 	if (i == cmd->arg_count)
 		return true;
 	return i + 2 == cmd->arg_count && imap_arg_atom_equals(&cmd->args[i], "RETURN") &&
-		list_options(&cmd->args[i + 1], false, &d->opts);
+		list_options(&cmd->args[i + 1], false, &d->opts, &d->status_items);
 }
 
 static void list_start(struct imap_session *s, const struct imap_command *cmd, struct list_data *d)
@@ -296,7 +386,58 @@ enum mbox_op { OP_CREATE, OP_DELETE, OP_RENAME, OP_SUBSCRIBE, OP_UNSUBSCRIBE };
 struct mbox_op_data {
 	enum mbox_op op;
 	char name[MAILBOX_NAME_BUF], to[MAILBOX_NAME_BUF];
+	char use[64];              /* CREATE (USE (...)): "\\Archive ..." or "" */
 };
+
+/* The special uses CREATE can give (RFC 6154; \All and \Flagged would
+ * need virtual mailboxes). */
+static const char *const create_uses[] = { "\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash" };
+
+/* CREATE's "(USE (\Archive ...))" (RFC 4466 create-params, RFC 6154 3):
+ * -1 for bad syntax, 0 with *unsupported set for a use not offered. */
+static int create_params(const struct imap_arg *arg, char *use, size_t size, bool *unsupported)
+{
+	const struct imap_arg *params, *uses;
+	size_t count, use_count, len = 0;
+	const char *flag;
+
+	*unsupported = false;
+	if (!imap_arg_get_list(arg, &params, &count) || count != 2 ||
+	    !imap_arg_atom_equals(&params[0], "USE") ||
+	    !imap_arg_get_list(&params[1], &uses, &use_count) || use_count == 0 ||
+	    use_count > MF_N_ELEMENTS(create_uses))
+		return -1;
+	for (size_t i = 0; i < use_count; i++) {
+		bool known = false;
+		if (!imap_arg_get_atom(&uses[i], &flag) || flag[0] != '\\')
+			return -1;
+		for (size_t k = 0; k < MF_N_ELEMENTS(create_uses); k++) {
+			if (strcasecmp(flag, create_uses[k]) == 0 && strstr(use, create_uses[k]) == NULL) {
+				len += (size_t)snprintf(use + len, size - len, "%s%s", len > 0 ? " " : "",
+							create_uses[k]);
+				known = true;
+			}
+		}
+		if (!known)
+			*unsupported = true;
+	}
+	return 0;
+}
+
+static int create_with_use(struct store *store, const char *dom, const char *user,
+			   const struct mbox_op_data *d, const char **error_r)
+{
+	if (mailbox_create(store, dom, user, d->name, error_r) < 0)
+		return -1;
+	if (d->use[0] == '\0' ||
+	    mailbox_special_use_set(store, dom, user, d->name, d->use, error_r) == 0)
+		return 0;
+	/* RFC 6154 3: no mailbox without the use asked for */
+	const char *ignored;
+	(void)mailbox_delete(store, dom, user, d->name, &ignored);
+	errno = EIO;
+	return -1;
+}
 
 static const char *op_code(int err)
 {
@@ -306,7 +447,7 @@ static const char *op_code(int err)
 	case ENOENT:
 		return "[NONEXISTENT] ";
 	case ENOTEMPTY:
-		return "[INUSE] ";
+		return "[CANNOT] ";
 	case EINVAL:
 		return "[CANNOT] ";
 	default:
@@ -325,7 +466,7 @@ static void op_work(struct imap_job *job)
 
 	switch (d->op) {
 	case OP_CREATE:
-		ret = mailbox_create(store, dom, user, d->name, &error);
+		ret = create_with_use(store, dom, user, d, &error);
 		break;
 	case OP_DELETE:
 		ret = mailbox_delete(store, dom, user, d->name, &error);
@@ -352,6 +493,20 @@ static void op_start(struct imap_session *s, const struct imap_command *cmd, enu
 	const char *raw;
 
 	d->op = op;
+	if (op == OP_CREATE && cmd->arg_count == 2) {
+		bool unsupported;
+		if (create_params(&cmd->args[1], d->use, sizeof(d->use), &unsupported) < 0) {
+			free(d);
+			imap_bad(s, cmd->tag, "Invalid CREATE parameters");
+			return;
+		}
+		if (unsupported) {
+			free(d);
+			imap_tagged(s, cmd->tag, "NO [USEATTR] Unsupported special use");
+			return;
+		}
+		want = 2;
+	}
 	if (cmd->arg_count != want || !imap_arg_get_astring(&cmd->args[0], &raw)) {
 		free(d);
 		imap_bad(s, cmd->tag, "Invalid arguments");
@@ -414,13 +569,75 @@ void imap_cmd_unsubscribe(struct imap_session *s, const struct imap_command *cmd
 
 enum status_item {
 	ST_MESSAGES = 1 << 0, ST_UIDNEXT = 1 << 1, ST_UIDVALIDITY = 1 << 2,
-	ST_UNSEEN = 1 << 3, ST_RECENT = 1 << 4, ST_SIZE = 1 << 5,
+	ST_UNSEEN = 1 << 3, ST_RECENT = 1 << 4, ST_SIZE = 1 << 5, ST_HIGHESTMODSEQ = 1 << 6,
 };
 
 struct status_data {
 	char name[MAILBOX_NAME_BUF];
 	unsigned items;
 };
+
+static const struct { const char *name; unsigned item; } status_names[] = {
+	{ "MESSAGES", ST_MESSAGES }, { "UIDNEXT", ST_UIDNEXT }, { "UIDVALIDITY", ST_UIDVALIDITY },
+	{ "UNSEEN", ST_UNSEEN }, { "RECENT", ST_RECENT }, { "SIZE", ST_SIZE },
+	{ "HIGHESTMODSEQ", ST_HIGHESTMODSEQ },
+};
+
+/* The status-att list of STATUS and of LIST's RETURN (STATUS (...)). */
+static bool status_items_parse(const struct imap_arg *list, size_t count, unsigned *items_r)
+{
+	const char *atom;
+
+	*items_r = 0;
+	if (count == 0)
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		unsigned found = 0;
+		if (!imap_arg_get_atom(&list[i], &atom))
+			return false;
+		for (size_t k = 0; k < MF_N_ELEMENTS(status_names); k++) {
+			if (strcasecmp(atom, status_names[k].name) == 0)
+				found = status_names[k].item;
+		}
+		if (found == 0)
+			return false;
+		*items_r |= found;
+	}
+	return true;
+}
+
+static void status_line(struct buf *out, const char *name, unsigned items,
+			const struct mailbox_status *st)
+{
+	bool first = true;
+
+	buf_printf(out, "* STATUS ");
+	imap_append_string(out, name, strlen(name), 0);
+	buf_printf(out, " (");
+#define ITEM(flag, fmt, value) do { if ((items & (flag)) != 0) { \
+	buf_printf(out, "%s" fmt, first ? "" : " ", value); first = false; } } while (0)
+	ITEM(ST_MESSAGES, "MESSAGES %u", st->messages);
+	ITEM(ST_UIDNEXT, "UIDNEXT %u", st->uid_next);
+	ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", st->uid_validity);
+	ITEM(ST_UNSEEN, "UNSEEN %u", st->unseen);
+	ITEM(ST_RECENT, "RECENT %u", st->recent);
+	ITEM(ST_SIZE, "SIZE %llu", (unsigned long long)st->size);
+	ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)st->highest_modseq);
+#undef ITEM
+	buf_printf(out, ")\r\n");
+}
+
+/* LIST-STATUS: the STATUS line of a listed mailbox; a mailbox that cannot
+ * be opened (gone meanwhile) gets none (RFC 5819 2). */
+static void status_write(struct imap_job *job, const char *name, unsigned items)
+{
+	struct imap_session *s = job->s;
+	struct mailbox_status st;
+	const char *error;
+
+	if (mailbox_status(s->ctx->store, s->user.domain, s->user.localpart, name, &st, &error) == 0)
+		status_line(&job->out, name, items, &st);
+}
 
 static void status_work(struct imap_job *job)
 {
@@ -429,60 +646,31 @@ static void status_work(struct imap_job *job)
 	struct mailbox_status st;
 	const char *error;
 	struct buf *out = &job->out;
-	bool first = true;
 
 	if (mailbox_status(s->ctx->store, s->user.domain, s->user.localpart, d->name, &st, &error) < 0) {
 		buf_printf(out, "%s NO %s%s\r\n", job->tag, errno == ENOENT ? "[NONEXISTENT] " : "", error);
 		return;
 	}
-	buf_printf(out, "* STATUS ");
-	imap_append_string(out, d->name, strlen(d->name), 0);
-	buf_printf(out, " (");
-#define ITEM(flag, fmt, value) do { if ((d->items & (flag)) != 0) { \
-	buf_printf(out, "%s" fmt, first ? "" : " ", value); first = false; } } while (0)
-	ITEM(ST_MESSAGES, "MESSAGES %u", st.messages);
-	ITEM(ST_UIDNEXT, "UIDNEXT %u", st.uid_next);
-	ITEM(ST_UIDVALIDITY, "UIDVALIDITY %u", st.uid_validity);
-	ITEM(ST_UNSEEN, "UNSEEN %u", st.unseen);
-	ITEM(ST_RECENT, "RECENT %u", st.recent);
-	ITEM(ST_SIZE, "SIZE %llu", (unsigned long long)st.size);
-#undef ITEM
-	buf_printf(out, ")\r\n%s OK Status completed\r\n", job->tag);
+	status_line(out, d->name, d->items, &st);
+	buf_printf(out, "%s OK Status completed\r\n", job->tag);
 }
 
 void imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 {
-	static const struct { const char *name; unsigned item; } items[] = {
-		{ "MESSAGES", ST_MESSAGES }, { "UIDNEXT", ST_UIDNEXT }, { "UIDVALIDITY", ST_UIDVALIDITY },
-		{ "UNSEEN", ST_UNSEEN }, { "RECENT", ST_RECENT }, { "SIZE", ST_SIZE },
-	};
 	struct status_data *d = mf_calloc(1, sizeof(*d));
 	const struct imap_arg *list;
 	size_t count;
-	const char *atom;
 	struct imap_job *job;
 
 	if (cmd->arg_count != 2 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name)) ||
-	    !imap_arg_get_list(&cmd->args[1], &list, &count) || count == 0)
-		goto bad;
-	for (size_t i = 0; i < count; i++) {
-		unsigned found = 0;
-		if (!imap_arg_get_atom(&list[i], &atom))
-			goto bad;
-		for (size_t k = 0; k < MF_N_ELEMENTS(items); k++) {
-			if (strcasecmp(atom, items[k].name) == 0)
-				found = items[k].item;
-		}
-		if (found == 0)
-			goto bad;
-		d->items |= found;
+	    !imap_arg_get_list(&cmd->args[1], &list, &count) ||
+	    !status_items_parse(list, count, &d->items)) {
+		free(d);
+		imap_bad(s, cmd->tag, "Invalid STATUS arguments");
+		return;
 	}
 	job = imap_job_new(s, cmd->tag, status_work);
 	job->data = d;
 	job->data_free = free;
 	imap_job_start(job);
-	return;
-bad:
-	free(d);
-	imap_bad(s, cmd->tag, "Invalid STATUS arguments");
 }

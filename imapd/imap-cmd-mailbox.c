@@ -1,9 +1,10 @@
 /* imap-cmd-mailbox.c: the selected mailbox: SELECT / EXAMINE, NOOP and
  * CHECK (with the untagged updates other sessions' changes produce), CLOSE,
- * UNSELECT, EXPUNGE / UID EXPUNGE, STORE, COPY, MOVE and IDLE; and the
+ * UNSELECT, EXPUNGE / UID EXPUNGE, STORE, COPY and MOVE; and the
  * helpers they share: flag lists, sequence sets, change detection. */
 #include "imapd/imap-private.h"
 #include "imapd/imap-quote.h"
+#include "store/mailbox-index.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -138,30 +139,60 @@ struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_
 	return v;
 }
 
+static bool box_has(const struct mailbox *box, uint32_t uid)
+{
+	for (unsigned lo = 0, hi = box->count; lo < hi;) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (box->msgs[mid].uid == uid)
+			return true;
+		if (box->msgs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* What left the mailbox: "* n EXPUNGE" from the highest sequence number
+ * down (so each number is still valid when the client reads it), or one
+ * "* VANISHED <uids>" once QRESYNC is on (RFC 7162 3.2.10). */
+static void write_expunges(struct imap_session *s, const struct imap_view_msg *old,
+			   unsigned old_count, struct buf *out)
+{
+	uint32_t *gone = NULL;
+	size_t n = 0;
+
+	if (s->qresync)
+		gone = mf_calloc(old_count + 1, sizeof(*gone));
+	for (unsigned i = old_count; i > 0; i--) {
+		if (box_has(s->box, old[i - 1].uid))
+			continue;
+		if (gone != NULL)
+			gone[n++] = old[i - 1].uid;
+		else
+			buf_printf(out, "* %u EXPUNGE\r\n", i);
+	}
+	if (n > 0) {
+		/* collected from the top down */
+		for (size_t a = 0, b = n - 1; a < b; a++, b--) {
+			uint32_t t = gone[a];
+			gone[a] = gone[b];
+			gone[b] = t;
+		}
+		buf_printf(out, "* VANISHED ");
+		imap_write_uidset(out, gone, n);
+		buf_printf(out, "\r\n");
+	}
+	free(gone);
+}
+
 static void write_updates(struct imap_session *s, const struct imap_view_msg *old, unsigned old_count,
 			  struct buf *out)
 {
 	const struct mailbox *box = s->box;
 	unsigned recent = 0, j = 0;
 
-	/* expunges from the highest sequence number down, so each number is
-	 * still valid when the client reads it */
-	for (unsigned i = old_count; i > 0; i--) {
-		bool kept = false;
-		for (unsigned lo = 0, hi = box->count; lo < hi;) {
-			unsigned mid = lo + (hi - lo) / 2;
-			if (box->msgs[mid].uid == old[i - 1].uid) {
-				kept = true;
-				break;
-			}
-			if (box->msgs[mid].uid < old[i - 1].uid)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (!kept)
-			buf_printf(out, "* %u EXPUNGE\r\n", i);
-	}
+	write_expunges(s, old, old_count, out);
 	for (unsigned i = 0; i < box->count; i++) {
 		const struct mailbox_msg *m = &box->msgs[i];
 		if (m->recent)
@@ -172,11 +203,15 @@ static void write_updates(struct imap_session *s, const struct imap_view_msg *ol
 		    (old[j].flags != m->flags || old[j].keywords != m->keywords)) {
 			buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
 			imap_write_flags(box, m, out);
+			imap_write_modseq(s, m, out);
 			buf_printf(out, ")\r\n");
 		}
 	}
-	if (box->count > 0 && (old_count == 0 || box->msgs[box->count - 1].uid > old[old_count - 1].uid))
-		buf_printf(out, "* %u EXISTS\r\n* %u RECENT\r\n", box->count, recent);
+	if (box->count > 0 && (old_count == 0 || box->msgs[box->count - 1].uid > old[old_count - 1].uid)) {
+		buf_printf(out, "* %u EXISTS\r\n", box->count);
+		if (!s->imap4rev2)
+			buf_printf(out, "* %u RECENT\r\n", recent);
+	}
 }
 
 int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r)
@@ -210,6 +245,12 @@ struct select_data {
 	struct mailbox *box;
 	const char *error;
 	int err;
+	/* SELECT ... (QRESYNC (uidvalidity modseq [known-uids])) */
+	bool qresync;
+	uint32_t q_validity;
+	uint64_t q_modseq;
+	struct imap_seq_range *q_known;
+	size_t q_known_count;
 };
 
 static void select_work(struct imap_job *job)
@@ -220,6 +261,27 @@ static void select_work(struct imap_job *job)
 	if (mailbox_open(s->ctx->store, s->user.domain, s->user.localpart, d->name, d->read_only,
 			 &d->box, &d->error) < 0)
 		d->err = errno;
+}
+
+/* QRESYNC (RFC 7162 3.2.5): what changed since the client's modseq, when
+ * its UIDVALIDITY is still the mailbox's. */
+static void write_qresync(struct imap_session *s, const struct select_data *d, struct buf *out)
+{
+	const struct mailbox *box = s->box;
+
+	if (!d->qresync || d->q_validity != box->uid_validity)
+		return;
+	imap_write_vanished_since(s, d->q_modseq, d->q_known, d->q_known_count, out);
+	for (unsigned i = 0; i < box->count; i++) {
+		const struct mailbox_msg *m = &box->msgs[i];
+		if (m->modseq <= d->q_modseq ||
+		    (d->q_known != NULL && !imap_seqset_contains(d->q_known, d->q_known_count, m->uid)))
+			continue;
+		buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
+		imap_write_flags(box, m, out);
+		imap_write_modseq(s, m, out);
+		buf_printf(out, ")\r\n");
+	}
 }
 
 static void write_select(struct imap_session *s, struct imap_job *job, struct mailbox *box)
@@ -247,11 +309,15 @@ static void write_select(struct imap_session *s, struct imap_job *job, struct ma
 		if (first_unseen == 0 && (box->msgs[i].flags & MAILBOX_FLAG_SEEN) == 0)
 			first_unseen = i + 1;
 	}
-	buf_printf(out, "* %u EXISTS\r\n* %u RECENT\r\n", box->count, recent);
-	if (first_unseen != 0)
+	buf_printf(out, "* %u EXISTS\r\n", box->count);
+	if (!s->imap4rev2)
+		buf_printf(out, "* %u RECENT\r\n", recent);
+	if (first_unseen != 0 && !s->imap4rev2)
 		buf_printf(out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
 	buf_printf(out, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 		   box->uid_validity, box->uid_next);
+	buf_printf(out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)box->highest_modseq);
+	write_qresync(s, job->data, out);
 	buf_printf(out, "%s OK [%s] %s completed\r\n", job->tag, box->read_only ? "READ-ONLY" : "READ-WRITE",
 		   box->read_only ? "Examine" : "Select");
 }
@@ -278,7 +344,67 @@ static void select_data_free(void *data)
 	struct select_data *d = data;
 
 	mailbox_free(&d->box);
+	free(d->q_known);
 	free(d);
+}
+
+/* QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]]); the
+ * sequence match data is accepted and not needed. */
+static bool parse_qresync(struct imap_session *s, const struct imap_arg *arg, struct select_data *d)
+{
+	const struct imap_arg *list;
+	size_t count;
+	const char *atom, *error;
+	char *end;
+
+	if (!s->qresync || !imap_arg_get_list(arg, &list, &count) || count < 2 || count > 4 ||
+	    !imap_arg_get_atom(&list[0], &atom))
+		return false;
+	unsigned long v = strtoul(atom, &end, 10);
+	if (*end != '\0' || v == 0 || v > UINT32_MAX || !imap_parse_modseq(&list[1], &d->q_modseq) ||
+	    d->q_modseq == 0)
+		return false;
+	d->q_validity = (uint32_t)v;
+	d->qresync = true;
+	if (count >= 3 && imap_arg_get_atom(&list[2], &atom)) {
+		if (imap_seqset_parse(atom, 0, &d->q_known, &d->q_known_count, &error) < 0)
+			return false;
+		for (size_t i = 0; i < d->q_known_count; i++) {
+			if (d->q_known[i].first == IMAP_SEQ_STAR || d->q_known[i].last == IMAP_SEQ_STAR)
+				return false;
+		}
+		imap_seqset_resolve(d->q_known, &d->q_known_count, 0);
+	} else if (count >= 3 && !imap_arg_get_list(&list[2], &list, &count)) {
+		return false;
+	}
+	return true;
+}
+
+/* SELECT / EXAMINE parameters (RFC 4466): CONDSTORE, QRESYNC (...). */
+static bool parse_select_params(struct imap_session *s, const struct imap_command *cmd,
+				struct select_data *d)
+{
+	const struct imap_arg *list;
+	size_t count;
+	const char *atom;
+
+	if (cmd->arg_count == 1)
+		return true;
+	if (cmd->arg_count != 2 || !imap_arg_get_list(&cmd->args[1], &list, &count))
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		if (!imap_arg_get_atom(&list[i], &atom))
+			return false;
+		if (strcasecmp(atom, "CONDSTORE") == 0) {
+			s->condstore = true;
+		} else if (strcasecmp(atom, "QRESYNC") == 0 && i + 1 < count && !d->qresync) {
+			if (!parse_qresync(s, &list[++i], d))
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
 }
 
 static void select_common(struct imap_session *s, const struct imap_command *cmd, bool read_only)
@@ -286,15 +412,23 @@ static void select_common(struct imap_session *s, const struct imap_command *cmd
 	struct select_data *d = mf_calloc(1, sizeof(*d));
 	struct imap_job *job;
 
-	if (cmd->arg_count != 1 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name))) {
-		free(d);
+	if (cmd->arg_count < 1 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name))) {
+		select_data_free(d);
 		imap_bad(s, cmd->tag, "Invalid mailbox name");
+		return;
+	}
+	if (!parse_select_params(s, cmd, d)) {
+		select_data_free(d);
+		imap_bad(s, cmd->tag, s->qresync ? "Invalid SELECT parameters" :
+			 "Invalid SELECT parameters (QRESYNC needs ENABLE QRESYNC first)");
 		return;
 	}
 	/* the previous mailbox is closed even if this SELECT fails */
 	if (s->box != NULL) {
 		mailbox_free(&s->box);
 		s->state = IMAP_STATE_AUTH;
+		if (s->qresync || s->imap4rev2)
+			imap_printf(s, "* OK [CLOSED] Previous mailbox closed\r\n");
 	}
 	d->read_only = read_only;
 	job = imap_job_new(s, cmd->tag, select_work);
@@ -463,6 +597,8 @@ struct store_data {
 	uint32_t flags;
 	char *kw[MAILBOX_KEYWORDS_MAX];
 	unsigned kw_count;
+	bool conditional;            /* (UNCHANGEDSINCE n) */
+	uint64_t unchanged_since;
 };
 
 static void store_data_free(void *data)
@@ -476,25 +612,12 @@ static void store_data_free(void *data)
 	free(d);
 }
 
-static void store_work(struct imap_job *job)
+static struct mailbox_flag_change store_change(const struct store_data *d, uint32_t kw)
 {
-	struct imap_session *s = job->s;
-	struct store_data *d = job->data;
-	struct mailbox *box = s->box;
-	uint32_t kw = 0;
-	const char *error = NULL;
-	bool failed = false;
-
-	if (d->uid)
-		imap_uid_refresh(job, d->set, &d->idx, &d->count);
-	for (unsigned i = 0; i < d->kw_count; i++) {
-		int k = mailbox_keyword_index(box, d->kw[i], d->mode != STORE_REMOVE);
-		if (k >= 0)
-			kw |= 1u << k;
-	}
-	struct mailbox_flag_change ch = { 0 };
 	const uint32_t all_flags = MAILBOX_FLAG_DRAFT | MAILBOX_FLAG_FLAGGED | MAILBOX_FLAG_ANSWERED |
 		MAILBOX_FLAG_SEEN | MAILBOX_FLAG_DELETED | MAILBOX_FLAG_FORWARDED;
+	struct mailbox_flag_change ch = { 0 };
+
 	if (d->mode == STORE_REMOVE) {
 		ch.remove = d->flags;
 		ch.kw_remove = kw;
@@ -506,40 +629,150 @@ static void store_work(struct imap_job *job)
 			ch.kw_remove = ~kw;
 		}
 	}
+	return ch;
+}
+
+/* The untagged FETCH for one stored message: FLAGS unless .SILENT, and
+ * with CONDSTORE the MODSEQ even when silent (RFC 7162 3.1.3). A silent
+ * STORE still reports the flags when they are not what the client expects
+ * (another session changed others meanwhile), so its view stays right. */
+static void store_write_fetch(struct imap_session *s, const struct store_data *d, unsigned idx,
+			      const struct mailbox_msg *before, const struct mailbox_flag_change *ch,
+			      struct buf *out)
+{
+	const struct mailbox_msg *m = &s->box->msgs[idx];
+	bool changed = m->modseq != before->modseq;
+	bool expected = m->flags == ((before->flags | ch->add) & ~ch->remove) &&
+		m->keywords == ((before->keywords | ch->kw_add) & ~ch->kw_remove);
+	bool silent = d->silent && expected;
+
+	if (silent && !(s->condstore && changed))
+		return;
+	buf_printf(out, "* %u FETCH (", idx + 1);
+	if (d->uid)
+		buf_printf(out, "UID %u ", m->uid);
+	if (!silent) {
+		buf_printf(out, "FLAGS ");
+		imap_write_flags(s->box, m, out);
+		imap_write_modseq(s, m, out);
+	} else {
+		buf_printf(out, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+	}
+	buf_printf(out, ")\r\n");
+}
+
+static void store_work(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct store_data *d = job->data;
+	struct mailbox *box = s->box;
+	uint32_t kw = 0;
+	const char *error = NULL;
+
+	if (d->uid)
+		imap_uid_refresh(job, d->set, &d->idx, &d->count);
+	for (unsigned i = 0; i < d->kw_count; i++) {
+		int k = mailbox_keyword_index(box, d->kw[i], d->mode != STORE_REMOVE);
+		if (k >= 0)
+			kw |= 1u << k;
+	}
+	struct mailbox_flag_change ch = store_change(d, kw);
+	bool *modified = mf_calloc(d->count + 1, sizeof(bool));
+	bool *expunged = mf_calloc(d->count + 1, sizeof(bool));
+	struct mailbox_msg *before = mf_calloc(d->count + 1, sizeof(*before));
+	unsigned *todo = mf_calloc(d->count + 1, sizeof(unsigned)), ntodo = 0;
+	bool failed = false;
+
 	for (unsigned i = 0; i < d->count; i++) {
-		struct mailbox_msg *m = &box->msgs[d->idx[i]];
-		if (mailbox_change_flags(box, d->idx[i], &ch, &error) < 0) {
-			failed = true;
+		before[i] = box->msgs[d->idx[i]];
+		before[i].filename = NULL;
+		/* UNCHANGEDSINCE 0 fails for every message (RFC 7162 3.1.3) */
+		if (d->conditional && d->unchanged_since == 0)
+			modified[i] = true;
+		else
+			todo[ntodo++] = d->idx[i];
+	}
+	bool *mod_todo = mf_calloc(ntodo + 1, sizeof(bool)), *exp_todo = mf_calloc(ntodo + 1, sizeof(bool));
+	if (ntodo > 0 && mailbox_store_flags(box, todo, ntodo, &ch, d->conditional ? d->unchanged_since : 0,
+					     mod_todo, exp_todo, &error) < 0)
+		failed = true;
+	for (unsigned i = 0, t = 0; i < d->count; i++) {
+		if (modified[i])
 			continue;
-		}
-		if (!d->silent) {
-			buf_printf(&job->out, "* %u FETCH (", d->idx[i] + 1);
-			if (d->uid)
-				buf_printf(&job->out, "UID %u ", m->uid);
-			buf_printf(&job->out, "FLAGS ");
+		modified[i] = mod_todo[t];
+		expunged[i] = exp_todo[t];
+		t++;
+		if (failed || expunged[i])
+			continue;
+		const struct mailbox_msg *m = &box->msgs[d->idx[i]];
+		if (!modified[i]) {
+			store_write_fetch(s, d, d->idx[i], &before[i], &ch, &job->out);
+		} else if (m->modseq != before[i].modseq) {
+			/* failed the condition: the client learns the state it lost to */
+			buf_printf(&job->out, "* %u FETCH (UID %u FLAGS ", d->idx[i] + 1, m->uid);
 			imap_write_flags(box, m, &job->out);
-			buf_printf(&job->out, ")\r\n");
+			buf_printf(&job->out, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 		}
 	}
-	if (failed)
-		buf_printf(&job->out, "%s NO Some flags could not be changed: %s\r\n", job->tag, error);
-	else
-		buf_printf(&job->out, "%s OK Store completed\r\n", job->tag);
+	if (failed) {
+		buf_printf(&job->out, "%s NO Flags could not be changed: %s\r\n", job->tag, error);
+	} else {
+		struct buf set;
+		buf_init(&set, 0);
+		for (unsigned i = 0; i < d->count; i++) {
+			if (modified[i])
+				buf_printf(&set, "%s%u", set.len == 0 ? "" : ",",
+					   d->uid ? box->msgs[d->idx[i]].uid : d->idx[i] + 1);
+		}
+		if (set.len > 0)
+			buf_printf(&job->out, "%s OK [MODIFIED %.*s] Conditional STORE failed for some\r\n",
+				   job->tag, (int)set.len, (const char *)set.data);
+		else
+			buf_printf(&job->out, "%s OK Store completed\r\n", job->tag);
+		buf_free(&set);
+	}
+	free(modified);
+	free(expunged);
+	free(before);
+	free(todo);
+	free(mod_todo);
+	free(exp_todo);
+}
+
+/* The optional "(UNCHANGEDSINCE n)" modifier list (RFC 7162 3.1.3). */
+static bool store_modifiers(struct imap_session *s, const struct imap_arg *arg, struct store_data *d)
+{
+	const struct imap_arg *list;
+	size_t count;
+
+	if (!imap_arg_get_list(arg, &list, &count) || count != 2 ||
+	    !imap_arg_atom_equals(&list[0], "UNCHANGEDSINCE") ||
+	    !imap_parse_modseq(&list[1], &d->unchanged_since))
+		return false;
+	d->conditional = true;
+	s->condstore = true;
+	return true;
 }
 
 static bool store_parse(struct imap_session *s, const struct imap_command *cmd, struct store_data *d)
 {
 	const char *set, *item, *kw[MAILBOX_KEYWORDS_MAX];
-	const struct imap_arg *list;
+	const struct imap_arg *list, *args = cmd->args;
 	size_t count;
 
-	if (cmd->arg_count != 3 || !imap_arg_get_atom(&cmd->args[0], &set) ||
-	    !imap_arg_get_atom(&cmd->args[1], &item))
+	if (cmd->arg_count == 4) {
+		if (!store_modifiers(s, &args[1], d))
+			return false;
+		args = cmd->args + 1;
+	} else if (cmd->arg_count != 3) {
 		return false;
-	if (imap_arg_get_list(&cmd->args[2], &list, &count)) {
+	}
+	if (!imap_arg_get_atom(&cmd->args[0], &set) || !imap_arg_get_atom(&args[1], &item))
+		return false;
+	if (imap_arg_get_list(&args[2], &list, &count)) {
 		if (!imap_parse_flags(list, count, &d->flags, kw, &d->kw_count))
 			return false;
-	} else if (!imap_parse_flags(&cmd->args[2], 1, &d->flags, kw, &d->kw_count)) {
+	} else if (!imap_parse_flags(&args[2], 1, &d->flags, kw, &d->kw_count)) {
 		return false;
 	}
 	for (unsigned i = 0; i < d->kw_count; i++)
@@ -681,57 +914,4 @@ void imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 void imap_cmd_move(struct imap_session *s, const struct imap_command *cmd)
 {
 	copy_common(s, cmd, true);
-}
-
-/* ---- IDLE ---- */
-
-void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
-{
-	if (cmd->arg_count != 0) {
-		imap_bad(s, cmd->tag, "IDLE takes no arguments");
-		return;
-	}
-	snprintf(s->line_tag, sizeof(s->line_tag), "%s", cmd->tag);
-	s->line_mode = IMAP_LINE_IDLE;
-	s->idle_polls = 0;
-	s->idle_keepalive_ms = mf_now_ms();
-	imap_parser_read_line(s->parser);
-	conn_set_timeout(s->conn, IMAP_IDLE_TIMEOUT_SECS);
-	imap_write(s, "+ idling\r\n", 10);
-}
-
-static void idle_work(struct imap_job *job)
-{
-	const char *error;
-	struct imap_session *s = job->s;
-	bool full = s->idle_polls++ % IMAP_IDLE_FULL_SYNC_POLLS == 0;
-
-	/* most polls only look at two directory mtimes */
-	if (!full && mailbox_changed(s->box) == 0)
-		return;
-	if (imap_sync_box(s, &job->out, &error) < 0)
-		log_warn("imap: IDLE poll of %s failed: %s", job->s->box->path, error);
-}
-
-void imap_idle_tick(struct imap_session *s)
-{
-	uint64_t now = mf_now_ms();
-
-	if (now - s->idle_keepalive_ms >= IMAP_IDLE_KEEPALIVE_SECS * 1000ULL) {
-		s->idle_keepalive_ms = now;
-		imap_printf(s, "* OK Still here\r\n");
-	}
-	if (s->box == NULL || now - s->idle_last_poll_ms < IMAP_IDLE_POLL_SECS * 1000 - 100)
-		return;
-	s->idle_last_poll_ms = now;
-	imap_job_start(imap_job_new(s, "*", idle_work));
-}
-
-void imap_idle_line(struct imap_session *s, const char *line)
-{
-	conn_set_timeout(s->conn, imap_auth_timeout(s));
-	if (strcasecmp(line, "DONE") == 0)
-		imap_tagged(s, s->line_tag, "OK Idle completed");
-	else
-		imap_bad(s, s->line_tag, "Expected DONE");
 }

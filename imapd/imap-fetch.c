@@ -23,7 +23,7 @@
 
 enum fetch_type {
 	F_FLAGS, F_UID, F_SIZE, F_INTERNALDATE, F_ENVELOPE, F_BODYSTRUCTURE, F_BODY,
-	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT,
+	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT, F_MODSEQ,
 };
 
 enum section_kind { SEC_WHOLE, SEC_HEADER, SEC_TEXT, SEC_MIME, SEC_FIELDS, SEC_FIELDS_NOT };
@@ -47,6 +47,11 @@ struct fetch_data {
 	unsigned *idx, msg_count, pos;
 	char *set;
 	bool failed;
+	/* (CHANGEDSINCE n [VANISHED]) modifiers, RFC 7162 3.1.4 / 3.2.6 */
+	bool changed_since_set, vanished, has_modseq;
+	uint64_t changed_since;
+	struct imap_seq_range *uid_ranges;   /* UID FETCH ... VANISHED: the set */
+	size_t uid_range_count;
 };
 
 static void fetch_data_free(void *data)
@@ -61,6 +66,7 @@ static void fetch_data_free(void *data)
 	}
 	free(d->idx);
 	free(d->set);
+	free(d->uid_ranges);
 	free(d);
 }
 
@@ -161,6 +167,7 @@ static bool add_item(struct fetch_data *d, const char *atom)
 		{ "INTERNALDATE", F_INTERNALDATE }, { "ENVELOPE", F_ENVELOPE },
 		{ "BODYSTRUCTURE", F_BODYSTRUCTURE }, { "BODY", F_BODY }, { "RFC822", F_RFC822 },
 		{ "RFC822.HEADER", F_RFC822_HEADER }, { "RFC822.TEXT", F_RFC822_TEXT },
+		{ "MODSEQ", F_MODSEQ },
 	};
 	struct fetch_item *it;
 
@@ -191,13 +198,41 @@ static bool add_macro_or_item(struct fetch_data *d, const char *atom)
 	return true;
 }
 
+/* "(CHANGEDSINCE n [VANISHED])" after the item list. */
+static bool fetch_modifiers(const struct imap_arg *arg, struct fetch_data *d)
+{
+	const struct imap_arg *list;
+	size_t count;
+	const char *atom;
+
+	if (!imap_arg_get_list(arg, &list, &count) || count == 0)
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		if (!imap_arg_get_atom(&list[i], &atom))
+			return false;
+		if (strcasecmp(atom, "CHANGEDSINCE") == 0 && i + 1 < count && !d->changed_since_set) {
+			if (!imap_parse_modseq(&list[++i], &d->changed_since))
+				return false;
+			d->changed_since_set = true;
+		} else if (strcasecmp(atom, "VANISHED") == 0 && !d->vanished) {
+			d->vanished = true;
+		} else {
+			return false;
+		}
+	}
+	/* VANISHED only with CHANGEDSINCE and only in UID FETCH */
+	return !d->vanished || (d->changed_since_set && d->uid);
+}
+
 static bool fetch_parse(const struct imap_command *cmd, struct fetch_data *d)
 {
 	const struct imap_arg *list;
 	size_t count;
 	const char *atom;
 
-	if (cmd->arg_count != 2)
+	if (cmd->arg_count == 3 && !fetch_modifiers(&cmd->args[2], d))
+		return false;
+	if (cmd->arg_count != 2 && cmd->arg_count != 3)
 		return false;
 	if (imap_arg_get_atom(&cmd->args[1], &atom)) {
 		if (!add_macro_or_item(d, atom))
@@ -222,6 +257,13 @@ static bool fetch_parse(const struct imap_command *cmd, struct fetch_data *d)
 			d->sets_seen = true;
 		if (t == F_FLAGS)
 			d->has_flags = true;
+		if (t == F_MODSEQ)
+			d->has_modseq = true;
+	}
+	/* CHANGEDSINCE implies MODSEQ in the results */
+	if (d->changed_since_set && !d->has_modseq && d->count < FETCH_ITEMS_MAX) {
+		d->items[d->count++].type = F_MODSEQ;
+		d->has_modseq = true;
 	}
 	return true;
 }
@@ -380,6 +422,9 @@ static void write_item(struct imap_session *s, struct buf *out, const struct fet
 		buf_printf(out, "INTERNALDATE ");
 		write_date(out, m->internal_date);
 		break;
+	case F_MODSEQ:
+		buf_printf(out, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		break;
 	case F_ENVELOPE:
 		buf_printf(out, "ENVELOPE ");
 		imap_envelope_write(msg, msg->root, 0, out);
@@ -406,6 +451,8 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	const char *error;
 	bool seen_now = false;
 
+	if (d->changed_since_set && m->modseq <= d->changed_since)
+		return 0;
 	if (d->need_data && mailbox_read(s->box, idx, SIZE_MAX, &data, &len, &error) < 0)
 		return -1;
 	if (d->need_parse)
@@ -413,7 +460,9 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 				 MIME_PARSE_LF_TO_CRLF);
 	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0) {
 		const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
-		seen_now = mailbox_change_flags(s->box, idx, &ch, &error) == 0;
+		bool modified = false, expunged = false;
+		seen_now = mailbox_store_flags(s->box, &idx, 1, &ch, 0, &modified, &expunged, &error) == 0 &&
+			!expunged;
 	}
 	buf_printf(&job->out, "* %u FETCH (", idx + 1);
 	bool first = true;
@@ -436,6 +485,8 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		buf_printf(&job->out, "%sFLAGS ", first ? "" : " ");
 		imap_write_flags(s->box, m, &job->out);
 	}
+	if (seen_now && !d->has_modseq && s->condstore)
+		buf_printf(&job->out, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 	buf_printf(&job->out, ")\r\n");
 	mime_message_free(&msg);
 	free(data);
@@ -449,6 +500,9 @@ static void fetch_work(struct imap_job *job)
 	if (d->uid && d->pos == 0 && d->set != NULL) {
 		imap_uid_refresh(job, d->set, &d->idx, &d->msg_count);
 		mf_free(&d->set);
+		if (d->vanished)
+			imap_write_vanished_since(job->s, d->changed_since, d->uid_ranges,
+						  d->uid_range_count, &job->out);
 	}
 	while (d->pos < d->msg_count) {
 		if (fetch_one(job, d, d->idx[d->pos]) < 0)
@@ -478,6 +532,19 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, "Invalid FETCH arguments");
 		return;
 	}
+	if (d->vanished && !s->qresync) {
+		fetch_data_free(d);
+		imap_bad(s, cmd->tag, "VANISHED needs ENABLE QRESYNC");
+		return;
+	}
+	if (d->vanished) {
+		const char *error;
+		uint32_t top = s->box->uid_next > 1 ? s->box->uid_next - 1 : 0;
+		if (imap_seqset_parse(set, 0, &d->uid_ranges, &d->uid_range_count, &error) == 0)
+			imap_seqset_resolve(d->uid_ranges, &d->uid_range_count, top);
+	}
+	if (d->has_modseq)
+		s->condstore = true;
 	if (d->uid)
 		d->set = mf_strdup(set);
 	job = imap_job_new(s, cmd->tag, fetch_work);

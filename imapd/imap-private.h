@@ -23,8 +23,6 @@
 #define IMAP_IDLE_POLL_SECS 1
 #define IMAP_IDLE_TIMEOUT_SECS (30 * 60)
 #define IMAP_AUTH_TIMEOUT_SECS (30 * 60)  /* RFC 3501 5.4: at least 30 minutes */
-#define IMAP_IDLE_FULL_SYNC_POLLS 30      /* every 30th poll syncs anyway */
-#define IMAP_IDLE_KEEPALIVE_SECS 600      /* "* OK Still here" while idling */
 #define IMAP_TAG_MAX 64
 #define MAILBOX_NAME_BUF 1024             /* longest mailbox name + 1 */
 
@@ -43,6 +41,7 @@ enum imap_line_mode {
 
 struct imap_session;
 struct imap_job;
+struct mailbox_watcher;
 
 typedef void imap_work_fn(struct imap_job *job);
 typedef void imap_finish_fn(struct imap_job *job);
@@ -87,10 +86,21 @@ struct imap_session {
 	struct dir_user_info user;
 	struct mailbox *box;               /* SELECTED state */
 	bool read_only;
-	bool idle_poll_due;
+	bool idle_poll_due;                /* woken while a job ran */
 	uint64_t idle_last_poll_ms;
-	unsigned idle_polls;
 	uint64_t idle_keepalive_ms;
+	struct mailbox_watcher *idle_watcher;  /* while idling on box */
+	/* mailboxes the running command changes (imap_notify_*) */
+	char *notify_path;                 /* store path (the selected box) */
+	char *notify_name;                 /* a mailbox name of the user */
+
+	/* ENABLE (RFC 5161): IMAP4rev2 (RFC 9051), UTF8=ACCEPT (RFC 6855) */
+	bool imap4rev2;
+	bool utf8_accept;
+
+	/* CONDSTORE / QRESYNC (RFC 7162), enabled by ENABLE or first use */
+	bool condstore;
+	bool qresync;
 };
 
 /* ---- imap-session.c ---- */
@@ -107,6 +117,9 @@ void imap_process_input(struct imap_session *s);
 /* Inactivity timeout once logged in: the configured idle timeout, but never
  * under the 30 minutes RFC 3501 5.4 asks for. */
 unsigned imap_auth_timeout(const struct imap_session *s);
+/* LOGINDISABLED (imap-cmd-auth.c): imap { require_tls } is set and the
+ * connection is not (yet) TLS, so LOGIN and AUTHENTICATE are refused. */
+bool imap_login_disabled(struct imap_session *s);
 /* The CAPABILITY list (without "* CAPABILITY "). */
 void imap_capabilities(struct imap_session *s, struct buf *out);
 /* The mailbox name (astring) as the store knows it: "INBOX" for any case
@@ -126,13 +139,21 @@ imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_close, imap_cmd_unselect
 	imap_cmd_check, imap_cmd_expunge, imap_cmd_store, imap_cmd_copy, imap_cmd_move,
 	imap_cmd_idle, imap_cmd_append;
 imap_cmd_fn imap_cmd_fetch, imap_cmd_search;
+imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
 /* The AUTHENTICATE response line (imap-cmd-auth.c). */
 void imap_auth_response(struct imap_session *s, const char *line, size_t len);
-/* The line while idling (imap-cmd-mailbox.c). */
+/* The line while idling (imap-idle.c). */
 void imap_idle_line(struct imap_session *s, const char *line);
-/* Once a second from the frontend while idling: polls the mailbox. */
+/* Once a second from the frontend while idling and no job runs: the
+ * keepalive, and the sync a wake asked for during a job. */
 void imap_idle_tick(struct imap_session *s);
+/* session_wake(): the watched mailbox changed (imap-idle.c). */
+void imap_idle_wake(struct imap_session *s);
+/* Before a command runs: remembers which mailboxes it may change; after
+ * (no job left for it): wakes their idlers in this process. */
+void imap_notify_begin(struct imap_session *s, const struct imap_command *cmd);
+void imap_notify_end(struct imap_session *s);
 /* APPEND with the message data (imap-cmd-append.c). */
 void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 		     const unsigned char *data, size_t len);
@@ -157,5 +178,19 @@ int imap_uid_refresh(struct imap_job *job, const char *set, unsigned **idx_r, un
  * MAILBOX_KEYWORDS_MAX). false on an invalid flag. */
 bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags_r,
 		      const char **kw, unsigned *kw_count_r);
+
+/* ---- CONDSTORE / QRESYNC (imap-condstore.c) ---- */
+/* ENABLE: true when name is CONDSTORE or QRESYNC (which is now on). */
+bool imap_enable_modseq(struct imap_session *s, const char *name);
+/* A mod-sequence value (0 .. 2^63-1) from an atom. */
+bool imap_parse_modseq(const struct imap_arg *arg, uint64_t *modseq_r);
+/* Ascending UIDs as a compact set ("1:3,7"). */
+void imap_write_uidset(struct buf *out, const uint32_t *uids, size_t count);
+/* "* VANISHED (EARLIER) <set>" of UIDs expunged after modseq, within known
+ * (resolved UID ranges; NULL = all); nothing when there are none. */
+void imap_write_vanished_since(struct imap_session *s, uint64_t modseq,
+			       const struct imap_seq_range *known, size_t nknown, struct buf *out);
+/* " MODSEQ (<n>)" after a FETCH item list, when CONDSTORE is on. */
+void imap_write_modseq(struct imap_session *s, const struct mailbox_msg *m, struct buf *out);
 
 #endif

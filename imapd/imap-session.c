@@ -5,6 +5,7 @@
  * bounded pieces (see imap-private.h). */
 #include "imapd/imap-private.h"
 #include "imapd/imap-utf7.h"
+#include "store/mailbox-watch.h"
 #include "lib/log.h"
 
 #include <stdarg.h>
@@ -61,6 +62,9 @@ static const struct imap_command_def imap_commands[] = {
 	{ "UID MOVE", imap_cmd_move, CMD_AUTH | CMD_SELECTED },
 	{ "SEARCH", imap_cmd_search, CMD_AUTH | CMD_SELECTED },
 	{ "UID SEARCH", imap_cmd_search, CMD_AUTH | CMD_SELECTED },
+	{ "GETQUOTAROOT", imap_cmd_getquotaroot, CMD_AUTH },
+	{ "GETQUOTA", imap_cmd_getquota, CMD_AUTH },
+	{ "SETQUOTA", imap_cmd_setquota, CMD_AUTH },
 };
 
 /* ---- output ---- */
@@ -121,13 +125,17 @@ void imap_bad(struct imap_session *s, const char *tag, const char *fmt, ...)
 
 void imap_capabilities(struct imap_session *s, struct buf *out)
 {
-	buf_printf(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE"
+	buf_printf(out, "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC"
 		   " CHILDREN SPECIAL-USE LIST-EXTENDED STATUS=SIZE APPENDLIMIT=%zu",
 		   s->limits->message_size_max);
+	buf_printf(out, " ESEARCH LIST-STATUS CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE");
 	if (s->state == IMAP_STATE_NOAUTH) {
 		if (conn_tls_available(s->conn))
 			buf_printf(out, " STARTTLS");
-		buf_printf(out, " AUTH=PLAIN");
+		if (imap_login_disabled(s))
+			buf_printf(out, " LOGINDISABLED");
+		else
+			buf_printf(out, " AUTH=PLAIN");
 	}
 }
 
@@ -192,6 +200,7 @@ static void job_done(void *session, struct conn *conn, void *arg)
 	struct imap_job *job = arg;
 
 	s->job_running = false;
+	imap_notify_end(s);
 	if (conn_is_closing(conn)) {
 		job_free(&s->job);
 		return;
@@ -296,6 +305,7 @@ static void on_command(struct imap_session *s)
 {
 	const struct imap_command *cmd = imap_parser_command(s->parser);
 
+	imap_notify_begin(s, cmd);
 	if (s->append_streaming) {
 		if (strcmp(cmd->name, "APPEND") == 0 && !s->append_too_big)
 			imap_append_run(s, cmd, s->append_data.data, s->append_data.len);
@@ -433,6 +443,8 @@ void imap_process_input(struct imap_session *s)
 		size_t used = 0;
 		enum imap_parse_result r = imap_parser_parse(s->parser, in->data, in->len, &used);
 		handle(s, r);
+		if (s->job == NULL)
+			imap_notify_end(s);
 		buf_consume(in, used);
 		if (s->starttls_pending) {
 			start_tls(s);
@@ -478,6 +490,9 @@ static void imap_session_free(void *session)
 
 	if (s == NULL)
 		return;
+	mailbox_watch_remove(&s->idle_watcher);
+	mf_free(&s->notify_path);
+	mf_free(&s->notify_name);
 	job_free(&s->job);
 	append_reset(s);
 	mailbox_free(&s->box);
@@ -491,6 +506,11 @@ static void imap_session_tick(void *session, struct conn *conn)
 
 	if (s->job == NULL && s->line_mode == IMAP_LINE_IDLE)
 		imap_idle_tick(s);
+}
+
+static void imap_session_wake(void *session, struct conn *conn)
+{
+	imap_idle_wake(session);
 }
 
 static void imap_session_drained(void *session, struct conn *conn)
@@ -508,4 +528,5 @@ const struct proto_handler imap_handler = {
 	.session_free = imap_session_free,
 	.session_tick = imap_session_tick,
 	.session_output_drained = imap_session_drained,
+	.session_wake = imap_session_wake,
 };

@@ -16,6 +16,7 @@
 #include "lmtpd/lmtp-private.h"
 #include "cluster/directory.h"
 #include "store/store.h"
+#include "store/mailbox-watch.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -470,6 +471,9 @@ static void deliver_done(void *session, struct conn *conn, void *arg)
 	lmtp_find_message_id(s->txn.message.data, s->txn.message.len, msgid, sizeof(msgid));
 	for (i = 0; i < s->txn.target_count; i++)
 		log_target(s, &s->txn.targets[i], msgid);
+	for (i = 0; i < s->txn.target_count; i++)   /* wake this node's idlers now */
+		mailbox_watch_notify_mailbox(s->ctx->watch, s->txn.targets[i].domain,
+					     s->txn.targets[i].localpart, s->txn.targets[i].folder);
 	for (i = 0; i < s->txn.rcpt_count; i++)
 		reply_rcpt(s, &s->txn.rcpts[i]);
 	lmtp_txn_reset(&s->txn);

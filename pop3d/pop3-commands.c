@@ -5,6 +5,7 @@
  * the store before QUIT. Listings (LIST, UIDL) and messages are produced
  * in bounded pieces by pop3.c's output pump. */
 #include "pop3d/pop3-private.h"
+#include "store/mailbox-watch.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -319,6 +320,8 @@ static void update_done(struct pop3_session *s, void *arg)
 {
 	struct update_job *job = arg;
 
+	if (job->removed > 0)   /* wake this node's idlers now */
+		mailbox_watch_notify_mailbox(s->ctx->watch, s->info.domain, s->info.localpart, NULL);
 	if (job->ret == 0) {
 		log_info("pop3(%s): <%s> logged out: %u messages deleted", conn_peer_addr(s->conn),
 			 s->info.address, job->removed);

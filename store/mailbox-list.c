@@ -131,6 +131,149 @@ int mailbox_create(struct store *store, const char *domain, const char *user, co
 	return 0;
 }
 
+/* ---- lines files (subscriptions, special-use) ---- */
+
+static char *user_file(const char *domain, const char *user, const char *file)
+{
+	char *root = user_root(domain, user);
+	char *path = root == NULL ? NULL : mf_asprintf("%s/%s", root, file);
+
+	free(root);
+	return path;
+}
+
+/* The non-empty lines of a small file under Maildir (none when absent). */
+static int lines_read(struct store *store, const char *path, struct names *n)
+{
+	char *data, *save = NULL;
+	size_t len;
+
+	names_add(n, NULL);
+	n->count = 0;
+	if (io_read_file(store_io(store), path, 1024 * 1024, &data, &len) < 0)
+		return errno == ENOENT ? 0 : -1;
+	for (char *line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] != '\0' && n->count < FOLDERS_MAX)
+			names_add(n, mf_strdup(line));
+	}
+	free(data);
+	return 0;
+}
+
+/* Writes the lines as temp file + rename. */
+static int lines_write(struct store *store, const char *path, char **lines)
+{
+	struct mf_io *io = store_io(store);
+	char *tmp = mf_asprintf("%s.tmp.%llu", path, (unsigned long long)store_next_counter(store));
+	struct buf out;
+	struct io_file *file;
+	int ret;
+
+	buf_init(&out, 0);
+	for (char **p = lines; *p != NULL; p++)
+		buf_printf(&out, "%s\n", *p);
+	ret = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
+	if (ret == 0) {
+		ret = io_write_all(file, out.data != NULL ? out.data : (const unsigned char *)"", out.len);
+		if (io_close(&file) < 0)
+			ret = -1;
+		if (ret == 0)
+			ret = io_rename(io, tmp, path);
+		if (ret < 0)
+			io_unlink(io, tmp);
+	}
+	buf_free(&out);
+	free(tmp);
+	return ret;
+}
+
+/* ---- special-use attributes (Maildir/mailfleet-special-use) ---- */
+
+/* Rewrites the entries ("name<TAB>attrs"): the entry of name (and with
+ * children set, those of "name/...") is renamed to new_name + the rest, or
+ * dropped when new_name is NULL; then add_attrs (if not NULL) is added as
+ * name's entry. */
+static int special_use_edit(struct store *store, const char *domain, const char *user,
+			    const char *name, bool children, const char *new_name,
+			    const char *add_attrs)
+{
+	char *path = user_file(domain, user, MAILBOX_SPECIAL_USE_FILE);
+	struct names n = { 0 }, out = { 0 };
+	size_t len = strlen(name);
+	int ret;
+
+	if (path == NULL)
+		return -1;
+	ret = lines_read(store, path, &n);
+	names_add(&out, NULL);
+	out.count = 0;
+	for (size_t i = 0; i < n.count && ret == 0; i++) {
+		char *line = n.v[i], *tab = strchr(line, '\t');
+		if (tab == NULL)
+			continue;
+		size_t nlen = (size_t)(tab - line);
+		bool same = nlen == len && strncmp(line, name, len) == 0;
+		bool child = children && nlen > len && line[len] == '/' && strncmp(line, name, len) == 0;
+		if (!same && !child)
+			names_add(&out, mf_strdup(line));
+		else if (new_name != NULL)
+			names_add(&out, mf_asprintf("%s%s", new_name, line + len));
+	}
+	if (ret == 0 && add_attrs != NULL)
+		names_add(&out, mf_asprintf("%s\t%s", name, add_attrs));
+	if (ret == 0)
+		ret = lines_write(store, path, out.v);
+	mailbox_names_free(&n.v);
+	mailbox_names_free(&out.v);
+	free(path);
+	return ret;
+}
+
+int mailbox_special_use_get(struct store *store, const char *domain, const char *user,
+			    char ***entries_r, const char **error_r)
+{
+	char *path = user_file(domain, user, MAILBOX_SPECIAL_USE_FILE);
+	struct names n = { 0 };
+
+	if (path == NULL) {
+		*error_r = "invalid user name";
+		return -1;
+	}
+	int ret = lines_read(store, path, &n);
+	free(path);
+	if (ret < 0) {
+		mailbox_names_free(&n.v);
+		*error_r = "cannot read the special-use attributes";
+		return -1;
+	}
+	*entries_r = n.v;
+	return 0;
+}
+
+int mailbox_special_use_set(struct store *store, const char *domain, const char *user,
+			    const char *name, const char *attrs, const char **error_r)
+{
+	if (strchr(name, '\t') != NULL || strchr(name, '\n') != NULL ||
+	    (attrs != NULL && (strchr(attrs, '\n') != NULL || attrs[0] == '\0'))) {
+		*error_r = "invalid special-use attributes";
+		errno = EINVAL;
+		return -1;
+	}
+	if (special_use_edit(store, domain, user, name, false, NULL, attrs) < 0) {
+		*error_r = "cannot write the special-use attributes";
+		return -1;
+	}
+	return 0;
+}
+
+/* After a delete: the folder's own entry goes (a failure is ignored: an
+ * entry for a missing folder is never listed). */
+static void special_use_forget(struct store *store, const char *domain, const char *user,
+			       const char *name)
+{
+	(void)special_use_edit(store, domain, user, name, false, NULL, NULL);
+}
+
 /* ---- delete ---- */
 
 struct rm_ctx {
@@ -200,24 +343,27 @@ int mailbox_delete(struct store *store, const char *domain, const char *user, co
 		return -1;
 	}
 	if (store_folder_exists(store, domain, user, name) != 1) {
-		*error_r = "no such mailbox";
-		errno = ENOENT;
+		/* a name that only its children keep is \Noselect: not deletable
+		   (RFC 3501 6.3.4) */
+		if (has_children(store, domain, user, name, &children, error_r) < 0)
+			return -1;
+		*error_r = children ? "mailbox is not selectable and has children" : "no such mailbox";
+		errno = children ? ENOTEMPTY : ENOENT;
 		return -1;
 	}
-	if (has_children(store, domain, user, name, &children, error_r) < 0)
-		return -1;
-	if (children) {
-		*error_r = "mailbox has children";
-		errno = ENOTEMPTY;
-		return -1;
-	}
+	/* the children's directories are siblings (".a.b" next to ".a"): they
+	   stay, and "a" lives on as their \Noselect superior until the last
+	   of them goes */
 	path = maildir_mailbox_path(domain, user, name);
 	forget_path(store, path);
 	ret = rm_dir(store_io(store), path, 0);
 	free(path);
-	if (ret < 0)
+	if (ret < 0) {
 		*error_r = "cannot delete the mailbox";
-	return ret;
+		return ret;
+	}
+	special_use_forget(store, domain, user, name);
+	return 0;
 }
 
 /* ---- rename ---- */
@@ -361,6 +507,8 @@ int mailbox_rename(struct store *store, const char *domain, const char *user, co
 	mailbox_names_free(&names);
 	if (ret < 0)
 		*error_r = "cannot rename the mailbox";
+	else
+		(void)special_use_edit(store, domain, user, from, true, to, NULL);
 	return ret;
 }
 

@@ -260,6 +260,7 @@ int mailbox_status(struct store *store, const char *domain, const char *user, co
 	st_r->messages = box->count;
 	st_r->uid_next = box->uid_next;
 	st_r->uid_validity = box->uid_validity;
+	st_r->highest_modseq = box->highest_modseq;
 	for (unsigned i = 0; i < box->count; i++) {
 		if (box->msgs[i].in_new)
 			st_r->recent++;

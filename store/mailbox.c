@@ -3,6 +3,7 @@
  * Appends, copies and STATUS are in mailbox-save.c, folders in
  * mailbox-list.c. */
 #include "store/mailbox-private.h"
+#include "store/mailbox-index.h"
 #include "store/maildir.h"
 #include "store/store-lock.h"
 #include "store/uidlist-ext.h"
@@ -328,46 +329,95 @@ static void msgs_free(struct mailbox_msg **msgs, unsigned count)
 }
 
 struct sync_state {
+	struct mailbox *box;
 	struct mailbox_msg *msgs;
 	unsigned count;
-	struct uidlist_ext_update *updates;
+	struct uidlist_ext_update *updates;   /* W= sizes computed from files */
 	char (*values)[24];
-	size_t update_count;
+	size_t update_count, update_cap;
 	unsigned moved;                /* files this sync moved new/ -> cur/ */
 };
 
-static int sync_one(struct mailbox *box, struct sync_state *st, const struct uidlist_rec *rec)
+static void note_computed(struct sync_state *st, uint32_t uid, uint64_t vsize)
 {
+	if (st->update_count == st->update_cap) {
+		st->update_cap = st->update_cap < 64 ? 64 : st->update_cap * 2;
+		st->updates = mf_realloc(st->updates, st->update_cap * sizeof(*st->updates));
+		st->values = mf_realloc(st->values, st->update_cap * sizeof(*st->values));
+	}
+	snprintf(st->values[st->update_count], sizeof(st->values[0]), "%" PRIu64, vsize);
+	st->updates[st->update_count] = (struct uidlist_ext_update){ .uid = uid, .key = 'W' };
+	st->update_count++;
+}
+
+/* mailbox_index_learn_fn: size, vsize and date of a message new to the
+ * index, from what this session already knew or from its file. */
+static int learn_cb(void *ctx, const struct uidlist_rec *rec, struct mailbox_index_rec *rec_r)
+{
+	struct sync_state *st = ctx;
+	struct mailbox *box = st->box;
 	const struct mailbox_msg *old = old_find(box->msgs, box->count, rec->uid);
-	struct mailbox_msg *m = &st->msgs[st->count];
+	struct mailbox_msg m = { .uid = rec->uid, .in_new = rec->in_new };
 	bool computed;
 
+	if (old != NULL) {
+		rec_r->size = old->size;
+		rec_r->vsize = old->vsize;
+		rec_r->date = old->internal_date;
+		return 0;
+	}
+	m.filename = mf_strdup(rec->filename);
+	int ret = msg_learn_follow(box, &m, rec, &computed);
+	int err = errno;
+	free(m.filename);
+	if (ret < 0) {
+		errno = err;
+		return -1;
+	}
+	rec_r->size = m.size;
+	rec_r->vsize = m.vsize;
+	rec_r->date = m.internal_date;
+	if (computed)
+		note_computed(st, m.uid, m.vsize);
+	return 0;
+}
+
+/* uidlist_locked_fn: the index follows the uidlist, under the lock. */
+static int sync_hook(void *ctx, struct store *store, const char *mbox_path,
+		     const struct uidlist *ul, const char **error_r)
+{
+	struct sync_state *st = ctx;
+
+	if (mailbox_index_refresh(st->box->index) < 0) {
+		*error_r = "cannot read the mailbox index";
+		return -1;
+	}
+	return mailbox_index_reconcile(st->box->index, ul, learn_cb, st, error_r);
+}
+
+static void sync_one(struct mailbox *box, struct sync_state *st, const struct uidlist_rec *rec)
+{
+	const struct mailbox_msg *old = old_find(box->msgs, box->count, rec->uid);
+	const struct mailbox_index_rec *irec = mailbox_index_lookup(box->index, rec->uid);
+	struct mailbox_msg *m = &st->msgs[st->count];
+
+	if (irec == NULL)
+		return;   /* its file vanished while the index learned it */
 	memset(m, 0, sizeof(*m));
 	m->uid = rec->uid;
 	m->filename = mf_strdup(rec->filename);
 	m->in_new = rec->in_new;
 	mailbox_name_flags(m->filename, &m->flags, &m->keywords);
-	if (old != NULL) {
-		m->size = old->size;
-		m->vsize = old->vsize;
-		m->internal_date = old->internal_date;
-		m->recent = old->recent;
-	} else if (msg_learn_follow(box, m, rec, &computed) < 0) {
-		free(m->filename);
-		/* gone since the uidlist was written: the next sync drops it */
-		return errno == ENOENT ? 0 : -1;
-	} else if (computed) {
-		snprintf(st->values[st->update_count], sizeof(st->values[0]), "%" PRIu64, m->vsize);
-		st->updates[st->update_count] = (struct uidlist_ext_update){
-			.uid = m->uid, .key = 'W', .value = st->values[st->update_count] };
-		st->update_count++;
-	}
+	m->size = irec->size;
+	m->vsize = irec->vsize;
+	m->internal_date = irec->date;
+	m->modseq = irec->modseq;
+	m->recent = old != NULL && old->recent;
 	if (m->in_new && !box->read_only) {
 		msg_move_to_cur(box, m);
 		st->moved++;
 	}
 	st->count++;
-	return 0;
 }
 
 /* mtimes of new/ and cur/ (ns), which every delivery, flag change and
@@ -398,40 +448,40 @@ int mailbox_changed(struct mailbox *box)
 		!box->stamps_valid ? 1 : 0;
 }
 
+static void sync_state_free(struct sync_state *st)
+{
+	free(st->updates);
+	free(st->values);
+}
+
 int mailbox_sync(struct mailbox *box, const char **error_r)
 {
 	/* taken before the listing, so a change during it shows next time */
 	box->stamps_valid = dir_stamps(box, box->stamps) == 0;
 
 	struct uidlist *ul;
-	struct sync_state st;
+	struct sync_state st = { .box = box };
 	const char *error;
 
-	if (uidlist_sync(box->store, box->path, &ul, error_r) < 0)
+	if (uidlist_sync_hook(box->store, box->path, sync_hook, &st, &ul, error_r) < 0) {
+		sync_state_free(&st);
 		return -1;
+	}
 	if (mailbox_keywords_load(box) < 0) {
 		uidlist_free(&ul);
+		sync_state_free(&st);
 		*error_r = "cannot read the keywords file";
 		return -1;
 	}
-	memset(&st, 0, sizeof(st));
-	st.msgs = mf_calloc(ul->count + 1, sizeof(*st.msgs));
-	st.updates = mf_calloc(ul->count + 1, sizeof(*st.updates));
-	st.values = mf_calloc(ul->count + 1, sizeof(*st.values));
-	for (size_t i = 0; i < ul->count; i++) {
-		if (sync_one(box, &st, &ul->recs[i]) < 0) {
-			msgs_free(&st.msgs, st.count);
-			free(st.updates);
-			free(st.values);
-			uidlist_free(&ul);
-			*error_r = "cannot read a message file";
-			return -1;
-		}
-	}
 	/* remember computed sizes so no session reads those files again */
+	for (size_t i = 0; i < st.update_count; i++)
+		st.updates[i].value = st.values[i];
 	if (st.update_count > 0 &&
 	    uidlist_ext_set(box->store, box->path, st.updates, st.update_count, &error) < 0)
 		log_warn("mailbox %s: cannot record sizes: %s", box->path, error);
+	st.msgs = mf_calloc(ul->count + 1, sizeof(*st.msgs));
+	for (size_t i = 0; i < ul->count; i++)
+		sync_one(box, &st, &ul->recs[i]);
 	msgs_free(&box->msgs, box->count);
 	box->msgs = st.msgs;
 	box->count = st.count;
@@ -441,8 +491,8 @@ int mailbox_sync(struct mailbox *box, const char **error_r)
 		box->stamps_valid = dir_stamps(box, box->stamps) == 0;
 	box->uid_validity = ul->uid_validity;
 	box->uid_next = ul->next_uid;
-	free(st.updates);
-	free(st.values);
+	box->highest_modseq = box->index->highest_modseq;
+	sync_state_free(&st);
 	uidlist_free(&ul);
 	return 0;
 }
@@ -478,6 +528,7 @@ int mailbox_open(struct store *store, const char *domain, const char *user, cons
 	box->name = mf_strdup(folder == NULL ? "INBOX" : folder);
 	box->path = path;
 	box->read_only = read_only;
+	box->index = mailbox_index_new(store, path);
 	if (mailbox_sync(box, error_r) < 0) {
 		int err = errno;
 		mailbox_free(&box);
@@ -496,6 +547,7 @@ void mailbox_free(struct mailbox **boxp)
 		return;
 	msgs_free(&box->msgs, box->count);
 	mailbox_keywords_clear(box);
+	mailbox_index_free(&box->index);
 	free(box->domain);
 	free(box->user);
 	free(box->name);
@@ -606,6 +658,71 @@ int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox
 	}
 	*error_r = errno == ENOENT ? "message was expunged" : "cannot change flags";
 	return -1;
+}
+
+static int store_locked(struct mailbox *box, const unsigned *idxs, unsigned count,
+			const struct mailbox_flag_change *ch, uint64_t unchanged_since,
+			bool *modified_r, bool *expunged_r, const char **error_r)
+{
+	struct mailbox_index_rec *changes = mf_calloc(count + 1, sizeof(*changes));
+	unsigned *changed_idx = mf_calloc(count + 1, sizeof(*changed_idx));
+	size_t n = 0;
+	int ret = 0;
+
+	if (mailbox_index_refresh(box->index) < 0) {
+		*error_r = "cannot read the mailbox index";
+		ret = -1;
+	}
+	for (unsigned i = 0; i < count && ret == 0; i++) {
+		struct mailbox_msg *m = &box->msgs[idxs[i]];
+		const struct mailbox_index_rec *irec = mailbox_index_lookup(box->index, m->uid);
+		if (irec == NULL) {
+			expunged_r[i] = true;
+			continue;
+		}
+		if (irec->modseq > m->modseq) {
+			/* changed by another session since this one looked */
+			m->flags = irec->flags;
+			m->keywords = irec->keywords;
+			m->modseq = irec->modseq;
+		}
+		if (unchanged_since != 0 && irec->modseq > unchanged_since) {
+			modified_r[i] = true;
+			continue;
+		}
+		if (mailbox_change_flags(box, idxs[i], ch, error_r) < 0) {
+			if (errno != ENOENT)
+				ret = -1;
+			expunged_r[i] = true;
+			continue;
+		}
+		changes[n] = (struct mailbox_index_rec){ .uid = m->uid, .flags = m->flags, .keywords = m->keywords };
+		changed_idx[n++] = idxs[i];
+	}
+	if (ret == 0 && mailbox_index_set_flags(box->index, changes, n, error_r) < 0)
+		ret = -1;
+	for (size_t j = 0; j < n && ret == 0; j++)
+		box->msgs[changed_idx[j]].modseq = changes[j].modseq;
+	box->highest_modseq = box->index->highest_modseq;
+	free(changes);
+	free(changed_idx);
+	return ret;
+}
+
+int mailbox_store_flags(struct mailbox *box, const unsigned *idxs, unsigned count,
+			const struct mailbox_flag_change *ch, uint64_t unchanged_since,
+			bool *modified_r, bool *expunged_r, const char **error_r)
+{
+	struct store_lock *lock;
+	int ret;
+
+	if (mailbox_lock(box->store, box->path, &lock) < 0) {
+		*error_r = "cannot lock the mailbox";
+		return -1;
+	}
+	ret = store_locked(box, idxs, count, ch, unchanged_since, modified_r, expunged_r, error_r);
+	store_lock_release(&lock);
+	return ret;
 }
 
 int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned char **data_r,

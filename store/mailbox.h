@@ -17,6 +17,8 @@
 
 #include "store/store.h"
 
+struct mailbox_index;
+
 #define MAILBOX_KEYWORDS_MAX 26
 #define MAILBOX_KEYWORD_LEN_MAX 64
 #define MAILBOX_KEYWORDS_FILE "mailfleet-keywords"
@@ -58,6 +60,7 @@ struct mailbox {
 	char *keywords[MAILBOX_KEYWORDS_MAX];  /* index = letter - 'a'; NULL unused */
 	int64_t stamps[2];     /* new/ and cur/ mtimes at the last sync */
 	bool stamps_valid;
+	struct mailbox_index *index;   /* mailbox-index.h: modseqs, expunges */
 };
 
 /* Opens (and syncs) the mailbox; ENOENT when it does not exist. A read-write
@@ -92,6 +95,16 @@ struct mailbox_flag_change {
 int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox_flag_change *ch,
 			 const char **error_r);
 
+/* STORE under the mailbox lock: for each box->msgs[idxs[i]] whose modseq in
+ * the index is still <= unchanged_since (0: no condition), applies ch as
+ * mailbox_change_flags() does and records the change in the index with a
+ * new modseq (m->modseq, box->highest_modseq updated). A message that fails
+ * the condition is left alone and modified_r[i] set (modified_r may be NULL
+ * when unchanged_since is 0); an expunged one is skipped (expunged_r[i]). */
+int mailbox_store_flags(struct mailbox *box, const unsigned *idxs, unsigned count,
+			const struct mailbox_flag_change *ch, uint64_t unchanged_since,
+			bool *modified_r, bool *expunged_r, const char **error_r);
+
 /* Message file contents (LF line ends, lz4 undone). *data_r: free(). */
 int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned char **data_r,
 		 size_t *len_r, const char **error_r);
@@ -121,6 +134,7 @@ int mailbox_copy(struct mailbox *box, const unsigned *idxs, unsigned count,
 struct mailbox_status {
 	uint32_t messages, recent, unseen, uid_next, uid_validity;
 	uint64_t size;
+	uint64_t highest_modseq;
 };
 int mailbox_status(struct store *store, const char *domain, const char *user, const char *name,
 		   struct mailbox_status *st_r, const char **error_r);
@@ -135,13 +149,26 @@ void mailbox_names_free(char ***names);
 /* Creates a folder (with parents); EEXIST when it exists. */
 int mailbox_create(struct store *store, const char *domain, const char *user, const char *name,
 		   const char **error_r);
-/* Deletes a folder and its messages; ENOTEMPTY when it has children. */
+/* Deletes a folder and its messages; its children stay, the name then
+ * exists only as their \Noselect superior (no directory of its own; it
+ * goes with the last child). ENOENT when there is no such folder, ENOTEMPTY
+ * for such a \Noselect name (RFC 3501 6.3.4). */
 int mailbox_delete(struct store *store, const char *domain, const char *user, const char *name,
 		   const char **error_r);
 /* Renames a folder and its children; EEXIST when the target exists.
  * Renaming INBOX moves its messages into the new folder (new UIDs there). */
 int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
 		   const char *to, const char **error_r);
+/* Special-use attributes (RFC 6154) given at CREATE, kept in
+ * Maildir/mailfleet-special-use as "name<TAB>attrs" lines (attrs: "\Archive"
+ * or several separated by spaces); a delete drops the folder's entry, a
+ * rename moves its own and its children's. *entries_r: NULL-terminated,
+ * free with mailbox_names_free(). set with attrs NULL clears the entry. */
+#define MAILBOX_SPECIAL_USE_FILE "mailfleet-special-use"
+int mailbox_special_use_get(struct store *store, const char *domain, const char *user,
+			    char ***entries_r, const char **error_r);
+int mailbox_special_use_set(struct store *store, const char *domain, const char *user,
+			    const char *name, const char *attrs, const char **error_r);
 /* Subscriptions (one name a line in Maildir/subscriptions). */
 int mailbox_subscriptions_get(struct store *store, const char *domain, const char *user,
 			      char ***names_r, const char **error_r);

@@ -46,6 +46,13 @@ static int lock_create(struct store *store, const char *path, const char *text)
 	return ret;
 }
 
+/* A lock file that another node removed between the LOOKUP and the GETATTR
+ * of a stat shows up as ESTALE over NFS: for a lock, that is "gone". */
+static bool lock_gone(int err)
+{
+	return err == ENOENT || err == ESTALE;
+}
+
 /* 1 broken (or gone), 0 alive (*age_r set), -1 error. */
 static int break_if_stale(struct store *store, const char *path, unsigned timeout_secs,
 			  int64_t *age_r)
@@ -53,14 +60,14 @@ static int break_if_stale(struct store *store, const char *path, unsigned timeou
 	struct io_stat st, st2;
 
 	if (io_stat(store->io, path, &st) < 0)
-		return errno == ENOENT ? 1 : -1;
+		return lock_gone(errno) ? 1 : -1;
 	int64_t age = store_nas_now(store) - st.mtime_sec;
 	*age_r = age;
 	if (age <= (int64_t)timeout_secs)
 		return 0;
 	/* still the same file, not refreshed meanwhile? */
 	if (io_stat(store->io, path, &st2) < 0)
-		return errno == ENOENT ? 1 : -1;
+		return lock_gone(errno) ? 1 : -1;
 	if (st2.ino != st.ino || st2.mtime_sec != st.mtime_sec)
 		return 0;
 	log_warn("store: breaking stale lock %s (%lld s old)", path, (long long)age);
@@ -121,8 +128,14 @@ int store_lock_take(struct store *store, const char *path, unsigned timeout_secs
 	for (;;) {
 		if (store_lock_try(store, path, timeout_secs, lock_r, NULL) == 0)
 			return 0;
-		if (errno != EEXIST)
+		/* ESTALE: a lookup raced with another node's unlink; the next
+		 * attempt looks the path up again */
+		if (errno != EEXIST && errno != ESTALE) {
+			int err = errno;
+			log_warn("store: cannot take lock %s: %s", path, strerror(err));
+			errno = err;
 			return -1;
+		}
 		if (mf_now_ms() >= deadline) {
 			errno = EAGAIN;
 			return -1;
@@ -136,8 +149,11 @@ int store_lock_is_ours(struct store_lock *lock)
 {
 	char *data;
 	size_t len;
+	int ret = io_read_file(lock->store->io, lock->path, LOCK_TEXT_MAX, &data, &len);
 
-	if (io_read_file(lock->store->io, lock->path, LOCK_TEXT_MAX, &data, &len) < 0)
+	if (ret < 0 && errno == ESTALE)
+		ret = io_read_file(lock->store->io, lock->path, LOCK_TEXT_MAX, &data, &len);
+	if (ret < 0)
 		return errno == ENOENT ? 0 : -1;
 	int ours = strcmp(data, lock->text) == 0;
 	free(data);

@@ -30,6 +30,8 @@ struct sync_ctx {
 	bool *found;          /* per record of ul: matched a listed file */
 	bool changed;
 	const char *error;
+	uidlist_locked_fn *hook;   /* run under the lock after the write */
+	void *hook_ctx;
 };
 
 struct listed {
@@ -83,21 +85,23 @@ static int lock_create(struct sync_ctx *s)
 	return ret;
 }
 
-/* Breaks the lock if it is stale; returns 1 when broken, 0 when not stale. */
+/* Breaks the lock if it is stale; returns 1 when broken (or gone: a stat
+ * racing with the holder's unlink fails with ESTALE over NFS, as the LOOKUP
+ * found the file and the GETATTR did not), 0 when not stale. */
 static int lock_break_stale(struct sync_ctx *s)
 {
 	struct io_stat st, st2;
 	int64_t now = 0;
 
 	if (io_stat(s->store->io, s->lock_path, &st) < 0)
-		return errno == ENOENT ? 1 : -1;
+		return errno == ENOENT || errno == ESTALE ? 1 : -1;
 	if (nas_time(s, &now) < 0)
 		return -1;
 	if (now - st.mtime_sec <= (int64_t)s->store->set.lock_timeout_secs)
 		return 0;
 	/* re-check that it is still the same file just before removing it */
 	if (io_stat(s->store->io, s->lock_path, &st2) < 0)
-		return errno == ENOENT ? 1 : -1;
+		return errno == ENOENT || errno == ESTALE ? 1 : -1;
 	if (st2.ino != st.ino || st2.mtime_sec != st.mtime_sec)
 		return 0;
 	log_warn("store: breaking stale uidlist lock %s (%lld s old)", s->lock_path,
@@ -115,6 +119,10 @@ static int lock_take(struct sync_ctx *s)
 	for (;;) {
 		if (lock_create(s) == 0)
 			return 0;
+		if (errno == ESTALE && mf_now_ms() <= deadline) {
+			sleep_ms(UIDLIST_BACKOFF_MIN_MS);
+			continue;
+		}
 		if (errno != EEXIST) {
 			s->error = "cannot create the uidlist lock";
 			return -1;
@@ -455,13 +463,15 @@ static int sync_locked(struct sync_ctx *s)
 		return -1;
 	if (s->changed && write_uidlist(s) < 0)
 		return -1;
+	if (s->hook != NULL && s->hook(s->hook_ctx, s->store, s->mbox, s->ul, &s->error) < 0)
+		return -1;
 	return 0;
 }
 
-static int uidlist_sync_once(struct store *store, const char *mbox_path, struct uidlist **ul_r,
-			     const char **error_r)
+static int uidlist_sync_once(struct store *store, const char *mbox_path, uidlist_locked_fn *hook,
+			     void *hook_ctx, struct uidlist **ul_r, const char **error_r)
 {
-	struct sync_ctx s = { .store = store, .mbox = mbox_path };
+	struct sync_ctx s = { .store = store, .mbox = mbox_path, .hook = hook, .hook_ctx = hook_ctx };
 	int ret, err;
 
 	if (ul_r != NULL)
@@ -493,14 +503,20 @@ static int uidlist_sync_once(struct store *store, const char *mbox_path, struct 
 
 /* ESTALE (a handle the NAS no longer knows) gets one fresh try: every
  * lookup starts again from the mount root. */
+int uidlist_sync_hook(struct store *store, const char *mbox_path, uidlist_locked_fn *hook,
+		      void *hook_ctx, struct uidlist **ul_r, const char **error_r)
+{
+	int ret = uidlist_sync_once(store, mbox_path, hook, hook_ctx, ul_r, error_r);
+
+	if (ret < 0 && errno == ESTALE)
+		ret = uidlist_sync_once(store, mbox_path, hook, hook_ctx, ul_r, error_r);
+	return ret;
+}
+
 int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
 		 const char **error_r)
 {
-	int ret = uidlist_sync_once(store, mbox_path, ul_r, error_r);
-
-	if (ret < 0 && errno == ESTALE)
-		ret = uidlist_sync_once(store, mbox_path, ul_r, error_r);
-	return ret;
+	return uidlist_sync_hook(store, mbox_path, NULL, NULL, ul_r, error_r);
 }
 
 int uidlist_sync_mailbox(struct store *store, const char *domain, const char *user,

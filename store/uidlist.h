@@ -55,6 +55,14 @@ const struct uidlist_rec *uidlist_lookup(const struct uidlist *ul, const char *n
  * NULL) receives the result. error_r: static string. */
 int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
 		 const char **error_r);
+/* uidlist_sync() that also runs hook(hook_ctx, ...) with the mailbox lock
+ * still held, once the uidlist is up to date (and written). The hook returns
+ * -1 with errno and a static *error_r to fail the sync; it may be called a
+ * second time (ESTALE retry). */
+typedef int uidlist_locked_fn(void *ctx, struct store *store, const char *mbox_path,
+			      const struct uidlist *ul, const char **error_r);
+int uidlist_sync_hook(struct store *store, const char *mbox_path, uidlist_locked_fn *hook,
+		      void *hook_ctx, struct uidlist **ul_r, const char **error_r);
 /* The same for domain/user/folder (NULL or "INBOX": the inbox). */
 int uidlist_sync_mailbox(struct store *store, const char *domain, const char *user,
 			 const char *folder, struct uidlist **ul_r, const char **error_r);

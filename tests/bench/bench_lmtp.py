@@ -35,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import (BenchError, cfg_str, log, port_open, stop_proc,  # noqa: E402,F401
+from benchlib import (DOMAIN, MAIL_USER, BenchError, log, stop_proc,  # noqa: E402,F401
                       tree_cpu_seconds, wait_port)
+import benchlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "nfs"))
@@ -46,8 +47,6 @@ PORT_MAILFLEET = 23025
 PORT_SINK = 23026
 PORT_NFS = 23049
 PORT_MNT = 23048
-DOMAIN = "bench.test"
-MAIL_USER = "mail"           # owner of both servers' mailboxes
 RUN_TIMEOUT = 1800           # seconds, per load run
 
 
@@ -111,32 +110,9 @@ def run_lmtpload(tools, port, messages, users, connections, size, tag):
 
 
 class Server:
-    """Base for the servers under test: start(), pids for CPU, store_root."""
-    name = "?"
-    port = 0
-    store_root = ""
+    """Mixin for the servers under test: deliver() a timed load run. The
+    server classes (benchlib) give cpu(), store_root, log handling."""
     nas_pid = None   # the NFS server's pid, when the store is on NFS
-
-    def cpu(self):
-        raise NotImplementedError
-
-    def log_path(self):
-        raise NotImplementedError
-
-    def log_problems(self):
-        """Lines of the server's log that report errors or warnings."""
-        try:
-            with open(self.log_path(), errors="replace") as f:
-                return [l.rstrip() for l in f if self.PROBLEM_RE.search(l)]
-        except OSError:
-            return []
-
-    def log_tail(self):
-        try:
-            with open(self.log_path(), errors="replace") as f:
-                return "".join(f.readlines()[-10:])
-        except OSError:
-            return ""
 
     def deliver(self, args, tag, messages):
         """One timed load run; returns {'rate', 'cpu_ms', 'seconds'} after
@@ -157,29 +133,7 @@ class Server:
 
 # ---------------------------------------------------------------- Dovecot
 
-DOVECOT_CONF = """# written by tests/bench/bench_lmtp.py: Dovecot LMTP as benchmark peer
-base_dir = {dir}/run
-state_dir = {dir}/state
-instance_name = mfbench-dovecot
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-log_path = {dir}/dovecot.log
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = {uid}
-first_valid_gid = {gid}
-mail_location = maildir:{mail}/%d/%n/Maildir
-mail_fsync = always
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
+DOVECOT_LMTP_CONF = """mail_fsync = always
 # The documented high-performance mode: processes are reused (service_count = 0)
 # and started in advance (process_min_avail).
 service lmtp {{
@@ -192,153 +146,29 @@ service lmtp {{
   process_limit = {limit}
   client_limit = 1
 }}
-service auth {{
-  service_count = 0
-}}
 """
 
 
-class Dovecot(Server):
-    name = "Dovecot"
-
+class Dovecot(Server, benchlib.Dovecot):
     def __init__(self, workdir, args):
-        self.dir = os.path.join(workdir, "dovecot")
-        self.store_root = os.path.join(workdir, "dovecot-mail")
-        self.port = PORT_DOVECOT
-        self.proc = None
-        pw = pwd.getpwnam(MAIL_USER)
-        for d in (self.dir, os.path.join(self.dir, "run"), os.path.join(self.dir, "state")):
-            os.makedirs(d, exist_ok=True)
-        os.makedirs(self.store_root, exist_ok=True)
-        os.chown(self.store_root, pw.pw_uid, pw.pw_gid)
-        with open(os.path.join(self.dir, "users"), "w") as f:
-            for u in range(1, args.users + 1):
-                f.write("u%d@%s:{PLAIN}pw:%d:%d::%s/%s/u%d::\n"
-                        % (u, DOMAIN, pw.pw_uid, pw.pw_gid, self.store_root, DOMAIN, u))
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(DOVECOT_CONF.format(dir=self.dir, mail=self.store_root, uid=pw.pw_uid,
-                                        gid=pw.pw_gid, port=self.port,
-                                        procs=args.connections, limit=args.connections * 2))
-
-    def start(self):
-        if port_open(self.port):
-            raise BenchError("port %d is already in use" % self.port)
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "stdout"), "ab"),
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "dovecot")
-        return self
-
-    def cpu(self):
-        return tree_cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        stop_proc(self.proc)
-
-    # "Killed with signal 15" is our own SIGTERM at the end
-    PROBLEM_RE = re.compile(r"(Error|Fatal|Panic|Warning): (?!Killed with signal 15)")
-
-    def log_path(self):
-        return os.path.join(self.dir, "dovecot.log")
+        benchlib.Dovecot.__init__(
+            self, workdir, os.path.join(workdir, "dovecot-mail"),
+            ["u%d" % u for u in range(1, args.users + 1)], PORT_DOVECOT, "lmtp",
+            DOVECOT_LMTP_CONF.format(port=PORT_DOVECOT, procs=args.connections,
+                                     limit=args.connections * 2),
+            script="bench_lmtp.py", instance="mfbench-dovecot")
 
 
 # ---------------------------------------------------------------- mailfleet
 
 
-class Mailfleet(Server):
-    name = "mailfleet"
-
+class Mailfleet(Server, benchlib.Mailfleet):
     def __init__(self, workdir, args, location, store_root, label):
-        self.dir = os.path.join(workdir, "mailfleet-" + label)
+        benchlib.Mailfleet.__init__(
+            self, workdir, args.build, location, ["u%d" % u for u in range(1, args.users + 1)],
+            [("lmtp", PORT_MAILFLEET)], extra_conf=["threads = { worker = %d; };" % args.mf_workers],
+            dirname="mailfleet-" + label, script="bench_lmtp.py")
         self.store_root = store_root
-        self.location = location
-        self.port = PORT_MAILFLEET
-        self.build = args.build
-        self.proc = None
-        self.directory = os.path.join(self.dir, "directory")
-        os.makedirs(self.directory, exist_ok=True)
-        self._make_tls()
-        self._make_users(args.users)
-        self.conf = os.path.join(self.dir, "mailfleet.conf")
-        with open(self.conf, "w") as f:
-            f.write(self._config(args))
-
-    def _make_tls(self):
-        self.cert = os.path.join(self.dir, "cert.pem")
-        self.key = os.path.join(self.dir, "cert.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", self.key,
-                        "-out", self.cert, "-days", "2", "-subj", "/CN=mailfleet-bench"],
-                       check=True, capture_output=True)
-        pw = pwd.getpwnam(MAIL_USER)
-        for p in (self.cert, self.key):
-            os.chown(p, pw.pw_uid, pw.pw_gid)
-
-    def ctl(self, *args, stdin=None):
-        cmd = [os.path.join(self.build, "mailfleetctl"), "--directory", self.directory] + list(args)
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise BenchError("%s failed: %s%s" % (" ".join(cmd), proc.stdout, proc.stderr))
-        return proc.stdout
-
-    def _make_users(self, users):
-        self.ctl("domain", "add", DOMAIN)
-        # One import instead of 200 processes; the hash is what Dovecot writes.
-        pwfile = os.path.join(self.dir, "users.passwd")
-        crypt = "{SHA512-CRYPT}" + subprocess.run(
-            ["openssl", "passwd", "-6", "-salt", "benchsalt", "benchpw"],
-            check=True, capture_output=True, text=True).stdout.strip()
-        with open(pwfile, "w") as f:
-            for u in range(1, users + 1):
-                f.write("u%d@%s:%s::::::\n" % (u, DOMAIN, crypt))
-        try:
-            self.ctl("import-passwd-file", pwfile)
-        except BenchError:
-            for u in range(1, users + 1):
-                self.ctl("user", "add", "u%d@%s" % (u, DOMAIN), stdin="benchpw\n")
-        pw = pwd.getpwnam(MAIL_USER)
-        for dirpath, dirnames, filenames in os.walk(self.directory):
-            for n in [dirpath] + [os.path.join(dirpath, x) for x in filenames]:
-                os.chown(n, pw.pw_uid, pw.pw_gid)
-
-    def _config(self, args):
-        return "\n".join([
-            "# written by tests/bench/bench_lmtp.py",
-            "hostname = \"bench\";",
-            "run_user = %s;" % cfg_str(MAIL_USER),
-            "log_level = \"info\";",
-            "store = { location = %s; fsync = true; compress_lz4 = false; };" % cfg_str(self.location),
-            "directory = { path = %s; create_demo_user = false; };" % cfg_str(self.directory),
-            "tls = { cert = %s; key = %s; self_signed = false; };" % (cfg_str(self.cert), cfg_str(self.key)),
-            "threads = { worker = %d; };" % args.mf_workers,
-            "listeners = ( { protocol = \"lmtp\"; address = \"127.0.0.1\"; port = %d; } );" % self.port,
-            ""])
-
-    def start(self):
-        if port_open(self.port):
-            raise BenchError("port %d is already in use" % self.port)
-        self.proc = subprocess.Popen([os.path.join(self.build, "mailfleetd"), "--config", self.conf],
-                                     stdin=subprocess.DEVNULL, cwd=self.dir,
-                                     stdout=open(os.path.join(self.dir, "stderr"), "ab"),
-                                     stderr=subprocess.STDOUT)
-        try:
-            wait_port(self.port, self.proc, "mailfleetd")
-        except BenchError as e:
-            raise BenchError("%s\n%s" % (e, self.log_tail()))
-        return self
-
-    def cpu(self):
-        return tree_cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        stop_proc(self.proc)
-
-    PROBLEM_RE = re.compile(r" (error|warn|fatal): |Sanitizer")
-
-    def log_path(self):
-        return os.path.join(self.dir, "stderr")
 
 
 # ---------------------------------------------------------------- physical limit

@@ -25,25 +25,20 @@ printed with the ratios. Ports: 127.0.0.1:27900-27920 only.
 """
 import argparse
 import os
-import pwd
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import (BenchError, cfg_str, log, port_open, stop_proc,  # noqa: E402,F401
-                      tree_cpu_seconds, wait_port)
+from benchlib import DOMAIN, PASSWORD, BenchError, chown_tree, log  # noqa: E402
+import benchlib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PORT_MAILFLEET = 27910
 PORT_MAILFLEET_LMTP = 27911
 PORT_DOVECOT = 27920
-DOMAIN = "bench.test"
-PASSWORD = "benchpw"
-MAIL_USER = "mail"
 
 
 # ---------------------------------------------------------------- mailboxes
@@ -73,13 +68,6 @@ def make_maildir(path, count, size_for, uidvalidity):
         f.write("3 V%d N%d G0123456789abcdef0123456789abcdef\n" % (uidvalidity, count + 1))
         for i, name in enumerate(names):
             f.write("%d :%s:2,\n" % (i + 1, name))
-
-
-def chown_tree(path, uid, gid):
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chown(dirpath, uid, gid)
-        for n in filenames:
-            os.chown(os.path.join(dirpath, n), uid, gid)
 
 
 # ---------------------------------------------------------------- client
@@ -173,31 +161,8 @@ class Client:
 
 # ---------------------------------------------------------------- servers
 
-DOVECOT_CONF = """# written by tests/bench/bench_pop3.py: Dovecot POP3 as benchmark peer
-base_dir = {dir}/run
-state_dir = {dir}/state
-instance_name = mfbench-pop3-dovecot
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-log_path = {dir}/dovecot.log
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = {uid}
-first_valid_gid = {gid}
-mail_location = maildir:{mail}/%d/%n/Maildir
-pop3_uidl_format = %08Xu%08Xv
+DOVECOT_POP3_CONF = """pop3_uidl_format = %08Xu%08Xv
 pop3_no_flag_updates = yes
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
 # The documented high-performance mode: login and pop3 processes are reused
 # (service_count = 0) and started in advance (process_min_avail).
 service pop3-login {{
@@ -212,102 +177,24 @@ service pop3 {{
   service_count = 0
   process_min_avail = 1
 }}
-service auth {{
-  service_count = 0
-}}
 """
 
 
-class Dovecot:
-    name = "Dovecot"
-
+class Dovecot(benchlib.Dovecot):
     def __init__(self, workdir, store_root, users):
-        self.dir = os.path.join(workdir, "dovecot")
-        self.port = PORT_DOVECOT
-        self.proc = None
-        pw = pwd.getpwnam(MAIL_USER)
-        for d in (self.dir, os.path.join(self.dir, "run"), os.path.join(self.dir, "state")):
-            os.makedirs(d, exist_ok=True)
-        # the same scheme mailfleetctl uses by default, so logins cost the same
-        crypt = "{SHA512-CRYPT}" + subprocess.run(
-            ["openssl", "passwd", "-6", "-salt", "benchsalt", PASSWORD],
-            check=True, capture_output=True, text=True).stdout.strip()
-        with open(os.path.join(self.dir, "users"), "w") as f:
-            for u in users:
-                f.write("%s@%s:%s:%d:%d::%s/%s/%s::\n"
-                        % (u, DOMAIN, crypt, pw.pw_uid, pw.pw_gid, store_root, DOMAIN, u))
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(DOVECOT_CONF.format(dir=self.dir, mail=store_root, uid=pw.pw_uid,
-                                        gid=pw.pw_gid, port=self.port))
+        super().__init__(workdir, store_root, users, PORT_DOVECOT, "pop3",
+                         DOVECOT_POP3_CONF.format(port=PORT_DOVECOT), script="bench_pop3.py",
+                         instance="mfbench-pop3-dovecot")
 
     def start(self):
-        if port_open(self.port):
-            raise BenchError("port %d is already in use" % self.port)
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "stdout"), "ab"),
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "dovecot")
-        time.sleep(1)   # let process_min_avail processes come up
-        return self
-
-    def cpu(self):
-        return tree_cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        stop_proc(self.proc)
+        return super().start(settle=1.0)   # let process_min_avail processes come up
 
 
-class Mailfleet:
-    name = "mailfleet"
-
+class Mailfleet(benchlib.Mailfleet):
     def __init__(self, workdir, store_root, users, build):
-        self.dir = os.path.join(workdir, "mailfleet")
-        self.port = PORT_MAILFLEET
-        self.build = build
-        self.proc = None
-        self.directory = os.path.join(self.dir, "directory")
-        os.makedirs(self.directory, exist_ok=True)
-        self.ctl("domain", "add", DOMAIN)
-        for u in users:
-            self.ctl("user", "add", "%s@%s" % (u, DOMAIN), stdin=PASSWORD + "\n")
-        self.conf = os.path.join(self.dir, "mailfleet.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join([
-                "# written by tests/bench/bench_pop3.py",
-                'hostname = "bench";',
-                'run_user = "";',
-                'log_level = "warn";',
-                "store = { location = %s; fsync = true; compress_lz4 = false; };" % cfg_str(store_root),
-                "directory = { path = %s; create_demo_user = false; };" % cfg_str(self.directory),
-                "tls = { self_signed = true; cert = %s; key = %s; };"
-                % (cfg_str(os.path.join(self.dir, "cert.pem")), cfg_str(os.path.join(self.dir, "key.pem"))),
-                "listeners = ( { protocol = \"pop3\"; address = \"127.0.0.1\"; port = %d; },"
-                " { protocol = \"lmtp\"; address = \"127.0.0.1\"; port = %d; } );"
-                % (self.port, PORT_MAILFLEET_LMTP),
-                ""]))
-
-    def ctl(self, *args, stdin=None):
-        cmd = [os.path.join(self.build, "mailfleetctl"), "--directory", self.directory] + list(args)
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise BenchError("%s failed: %s%s" % (" ".join(cmd), proc.stdout, proc.stderr))
-
-    def start(self):
-        if port_open(self.port):
-            raise BenchError("port %d is already in use" % self.port)
-        self.proc = subprocess.Popen([os.path.join(self.build, "mailfleetd"), "--config", self.conf],
-                                     stdin=subprocess.DEVNULL, cwd=self.dir,
-                                     stdout=open(os.path.join(self.dir, "stderr"), "ab"),
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "mailfleetd")
-        return self
-
-    def cpu(self):
-        return tree_cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        stop_proc(self.proc)
+        super().__init__(workdir, build, store_root, users,
+                         [("pop3", PORT_MAILFLEET), ("lmtp", PORT_MAILFLEET_LMTP)],
+                         run_user="", log_level="warn", script="bench_pop3.py")
 
 
 # ---------------------------------------------------------------- runs
@@ -363,12 +250,11 @@ def prepare(workdir, args):
                  lambda i: 2000 + (i * 7919) % 16000, 1700000001)
     make_maildir(os.path.join(src, DOMAIN, "many", "Maildir"), args.uidl_messages,
                  lambda i: 1000 + (i * 31) % 1000, 1700000002)
-    pw = pwd.getpwnam(MAIL_USER)
     stores = {}
     for name in ("mailfleet", "dovecot"):
         dst = os.path.join(workdir, "store-" + name)
         shutil.copytree(src, dst)
-        chown_tree(dst, pw.pw_uid, pw.pw_gid)
+        chown_tree(dst)
         stores[name] = dst
     shutil.rmtree(src)
     return stores

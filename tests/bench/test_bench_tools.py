@@ -3,8 +3,12 @@
 The LMTP benchmark (bench_lmtp.py, `make bench-lmtp`) is not a test, but the
 parts it trusts are: lmtpload must count refusals as failures and exit
 non-zero, physlimit must leave exactly the files it claims in new/, and the
-delivery check must notice a lost or misplaced message. Fast (a few seconds);
-ports 23030-23039 on 127.0.0.1.
+delivery check must notice a lost or misplaced message. Likewise imapload (the
+IMAP benchmark's load generator, bench_imap.py): against a real mailfleetd it
+must complete its checked workload with zero errors, and it must count refused
+logins, a wrong mailbox and a server that only says OK as errors. Fast (a few
+seconds); ports 23030-23039 and harness ports (MF_PORT_MIN..MF_PORT_MAX) on
+127.0.0.1.
 """
 import os
 import socket
@@ -169,3 +173,129 @@ def test_check_delivered(tmp_path):
     write_message(tmp_path, "u1", "t", 7)   # a copy in the wrong mailbox
     with pytest.raises(bench_lmtp.BenchError, match="mailbox of u1"):
         bench_lmtp.check_delivered(str(tmp_path), "t", 20, 5, "x")
+
+
+# ---------------------------------------------------------------- imapload
+
+IMAPLOAD = os.path.join(TOOLS, "imapload")
+IMAP_MESSAGES = 120
+
+
+@pytest.fixture
+def imap_server(mf):
+    """A node with an IMAP listener and users u1, u2 (password benchpw) whose
+    INBOXes hold the benchmark's first IMAP_MESSAGES messages."""
+    import mf as harness
+    import bench_imap
+    mf.add_domain(bench_lmtp.DOMAIN)
+    for u in ("u1", "u2"):
+        mf.add_user("%s@%s" % (u, bench_lmtp.DOMAIN), password="benchpw")
+        bench_imap.fill([mf.store], u, IMAP_MESSAGES)
+    node = mf.node(start=False)
+    port = harness.free_port()
+    node.settings["listeners"].append({"protocol": "imap", "address": "127.0.0.1", "port": port})
+    with open(node.config_path, "w") as f:
+        f.write(harness.render_config(node.settings))
+    node.start()
+    assert harness.wait_port(port, 10)
+    return mf, port
+
+
+def imapload(*args, **kw):
+    return subprocess.run([IMAPLOAD] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def test_imapload_workload_against_mailfleetd(imap_server):
+    mf, port = imap_server
+    proc = imapload("--port", port, "--messages", IMAP_MESSAGES, "--clients", 2, "--iterations", 3)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fig = figures(proc.stdout)
+    # 12 commands per session, 3 sessions per client, all checked
+    assert (fig["errors"], fig["ops"], fig["sessions"]) == ("0", "72", "6")
+    assert float(fig["rate"]) > 0
+    # every appended message was expunged again, the flags are back
+    for u in ("u1", "u2"):
+        box = os.path.join(mf.store, bench_lmtp.DOMAIN, u, "Maildir")
+        names = os.listdir(os.path.join(box, "cur")) + os.listdir(os.path.join(box, "new"))
+        assert len(names) == IMAP_MESSAGES
+        assert not any("S" in n.rsplit(":2,", 1)[-1] for n in names if ":2," in n)
+
+
+def test_imapload_counts_refused_logins(imap_server):
+    _, port = imap_server
+    proc = imapload("--port", port, "--messages", IMAP_MESSAGES, "--clients", 2, "--iterations", 2,
+                    "--password", "wrong")
+    assert proc.returncode == 1
+    fig = figures(proc.stdout)
+    assert (fig["errors"], fig["ops"]) == ("4", "0")
+    assert "LOGIN" in proc.stderr and " NO" in proc.stderr
+
+
+def test_imapload_wrong_mailbox_size_is_an_error(imap_server):
+    _, port = imap_server
+    proc = imapload("--port", port, "--messages", IMAP_MESSAGES + 1, "--clients", 1,
+                    "--iterations", 1)
+    assert proc.returncode == 1
+    assert figures(proc.stdout)["errors"] == "1"
+    assert "SELECT: %d EXISTS, expected %d" % (IMAP_MESSAGES, IMAP_MESSAGES + 1) in proc.stderr
+
+
+def test_imapload_idle_and_script_modes(imap_server):
+    _, port = imap_server
+    proc = subprocess.Popen([IMAPLOAD, "--idle", "30", "--port", str(port), "--users", "2",
+                             "--messages", str(IMAP_MESSAGES)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = proc.stdout.readline()
+    proc.stdin.close()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, ready + out + err
+    assert figures(ready)["idling"] == "30" and figures(ready)["errors"] == "0"
+    assert figures(out)["closed"] == "30"
+    proc = imapload("--script", "--port", port, "--user", "u1@bench.test", "--",
+                    "SELECT INBOX", "FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)")
+    assert proc.returncode == 0, proc.stderr
+    fig = figures(proc.stdout)
+    assert fig["c1_exists"] == fig["c2_fetch"] == str(IMAP_MESSAGES)
+
+
+class YesServer:
+    """Answers every IMAP command with a tagged OK and nothing else."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.sendall(b"* OK yes\r\n")
+        for line in conn.makefile("rb"):
+            conn.sendall(line.split(b" ", 1)[0] + b" OK done\r\n")
+        conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_imapload_does_not_score_against_a_yes_server():
+    import mf as harness
+    port = harness.free_port()
+    srv = YesServer(port)
+    try:
+        proc = imapload("--port", port, "--messages", 100, "--clients", 1, "--iterations", 3)
+    finally:
+        srv.close()
+    assert proc.returncode == 1
+    fig = figures(proc.stdout)
+    assert fig["errors"] == "3" and fig["ops"] == "3"   # only the LOGINs count
+    assert "SELECT: 0 EXISTS" in proc.stderr
