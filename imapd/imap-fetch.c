@@ -10,6 +10,7 @@
 #include "imapd/imap-envelope.h"
 #include "imapd/imap-quote.h"
 #include "lib/mime.h"
+#include "store/mailbox-cache.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -49,6 +50,9 @@ struct fetch_data {
 	bool failed;
 	/* (CHANGEDSINCE n [VANISHED]) modifiers, RFC 7162 3.1.4 / 3.2.6 */
 	bool changed_since_set, vanished, has_modseq;
+	/* every item needing the message can come from the cache (cacheable),
+	 * or at least one cacheable item is asked for (wants_cache) */
+	bool cacheable, wants_cache;
 	uint64_t changed_since;
 	struct imap_seq_range *uid_ranges;   /* UID FETCH ... VANISHED: the set */
 	size_t uid_range_count;
@@ -68,6 +72,27 @@ static void fetch_data_free(void *data)
 	free(d->set);
 	free(d->uid_ranges);
 	free(d);
+}
+
+/* ENVELOPE, BODYSTRUCTURE, BODY and BODY[HEADER.FIELDS (...)] of the
+ * message itself, with every field one the cache keeps. */
+static bool item_from_cache(const struct fetch_item *it)
+{
+	if (it->type == F_ENVELOPE || it->type == F_BODYSTRUCTURE || it->type == F_BODY)
+		return true;
+	if (it->type != F_SECTION || it->nums == NULL || it->nums[0] != '\0' || it->kind != SEC_FIELDS)
+		return false;
+	for (unsigned i = 0; i < it->field_count; i++) {
+		if (!mailbox_cache_header_cached(it->fields[i], strlen(it->fields[i])))
+			return false;
+	}
+	return true;
+}
+
+static bool item_needs_data(enum fetch_type t)
+{
+	return t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_SECTION ||
+		t == F_RFC822 || t == F_RFC822_HEADER || t == F_RFC822_TEXT;
 }
 
 /* ---- parsing the items ---- */
@@ -260,6 +285,13 @@ static bool fetch_parse(const struct imap_command *cmd, struct fetch_data *d)
 		if (t == F_MODSEQ)
 			d->has_modseq = true;
 	}
+	d->cacheable = d->need_data;
+	for (unsigned i = 0; i < d->count; i++) {
+		bool cached = item_from_cache(&d->items[i]);
+		d->wants_cache |= cached;
+		if (item_needs_data(d->items[i].type) && !cached)
+			d->cacheable = false;
+	}
 	/* CHANGEDSINCE implies MODSEQ in the results */
 	if (d->changed_since_set && !d->has_modseq && d->count < FETCH_ITEMS_MAX) {
 		d->items[d->count++].type = F_MODSEQ;
@@ -309,6 +341,60 @@ static void header_fields(const struct mime_message *msg, const struct mime_part
 		buf_append(out, "\r\n", 2);
 	}
 	buf_append(out, "\r\n", 2);
+}
+
+/* HEADER.FIELDS (...) from the cached header lines (CRLF, whole fields in
+ * message order): the same text header_fields() makes from the message. */
+static void cached_header_fields(const struct mailbox_cache_entry *ce, const struct fetch_item *it,
+				 struct buf *out)
+{
+	const char *p = ce->data[MAILBOX_CACHE_HEADERS], *end = p + ce->len[MAILBOX_CACHE_HEADERS];
+
+	while (p < end) {
+		const char *field = p, *colon;
+		/* a field runs to the CRLF not followed by folding white space */
+		for (;;) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			p = nl == NULL ? end : nl + 1;
+			if (p >= end || (*p != ' ' && *p != '\t'))
+				break;
+		}
+		colon = memchr(field, ':', (size_t)(p - field));
+		if (colon == NULL)
+			continue;
+		size_t name_len = (size_t)(colon - field);
+		while (name_len > 0 && (field[name_len - 1] == ' ' || field[name_len - 1] == '\t'))
+			name_len--;
+		if (field_listed(it, field, name_len))
+			buf_append(out, field, (size_t)(p - field));
+	}
+	buf_append(out, "\r\n", 2);
+}
+
+/* The cache entry of a parsed message. */
+static void cache_entry_build(const struct mime_message *msg, struct buf bufs[MAILBOX_CACHE_FIELD_COUNT],
+			      struct mailbox_cache_entry *ce)
+{
+	struct mime_header_iter iter;
+	struct mime_field f;
+
+	for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++)
+		buf_init(&bufs[i], 0);
+	imap_envelope_write(msg, msg->root, 0, &bufs[MAILBOX_CACHE_ENVELOPE]);
+	imap_bodystructure_write(msg, msg->root, true, 0, &bufs[MAILBOX_CACHE_BODYSTRUCTURE]);
+	imap_bodystructure_write(msg, msg->root, false, 0, &bufs[MAILBOX_CACHE_BODY]);
+	mime_header_iter_init(&iter, msg, msg->root);
+	while (mime_header_next(&iter, &f)) {
+		if (!mailbox_cache_header_cached(f.name, f.name_len))
+			continue;
+		const unsigned char *start = (const unsigned char *)f.name;
+		append_crlf(&bufs[MAILBOX_CACHE_HEADERS], start, (size_t)(f.value + f.value_len - start));
+		buf_append(&bufs[MAILBOX_CACHE_HEADERS], "\r\n", 2);
+	}
+	for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++) {
+		ce->data[i] = bufs[i].len > 0 ? (const char *)bufs[i].data : "";
+		ce->len[i] = bufs[i].len;
+	}
 }
 
 /* The section's text (CRLF) into sec. */
@@ -361,7 +447,7 @@ static void write_literal(struct buf *out, const struct buf *sec, const struct f
 }
 
 static void write_section(struct buf *out, const struct mime_message *msg, const unsigned char *data,
-			  size_t len, const struct fetch_item *it)
+			  size_t len, const struct fetch_item *it, const struct mailbox_cache_entry *ce)
 {
 	struct buf sec;
 
@@ -384,7 +470,10 @@ static void write_section(struct buf *out, const struct mime_message *msg, const
 		if (it->partial)
 			buf_printf(out, "<%llu>", (unsigned long long)it->start);
 		buf_append(out, " ", 1);
-		section_text(msg, data, len, it, &sec);
+		if (ce != NULL)
+			cached_header_fields(ce, it, &sec);
+		else
+			section_text(msg, data, len, it, &sec);
 		break;
 	}
 	write_literal(out, &sec, it);
@@ -403,9 +492,10 @@ static void write_date(struct buf *out, int64_t t)
 		   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* ce: the message's cache entry when every data item comes from it. */
 static void write_item(struct imap_session *s, struct buf *out, const struct fetch_item *it,
 		       const struct mailbox_msg *m, const struct mime_message *msg,
-		       const unsigned char *data, size_t len)
+		       const unsigned char *data, size_t len, const struct mailbox_cache_entry *ce)
 {
 	switch (it->type) {
 	case F_FLAGS:
@@ -427,15 +517,24 @@ static void write_item(struct imap_session *s, struct buf *out, const struct fet
 		break;
 	case F_ENVELOPE:
 		buf_printf(out, "ENVELOPE ");
-		imap_envelope_write(msg, msg->root, 0, out);
+		if (ce != NULL)
+			buf_append(out, ce->data[MAILBOX_CACHE_ENVELOPE], ce->len[MAILBOX_CACHE_ENVELOPE]);
+		else
+			imap_envelope_write(msg, msg->root, 0, out);
 		break;
 	case F_BODYSTRUCTURE:
 	case F_BODY:
 		buf_printf(out, "%s ", it->type == F_BODY ? "BODY" : "BODYSTRUCTURE");
-		imap_bodystructure_write(msg, msg->root, it->type == F_BODYSTRUCTURE, 0, out);
+		if (ce != NULL) {
+			enum mailbox_cache_field f = it->type == F_BODY ? MAILBOX_CACHE_BODY :
+				MAILBOX_CACHE_BODYSTRUCTURE;
+			buf_append(out, ce->data[f], ce->len[f]);
+		} else {
+			imap_bodystructure_write(msg, msg->root, it->type == F_BODYSTRUCTURE, 0, out);
+		}
 		break;
 	default:
-		write_section(out, msg, data, len, it);
+		write_section(out, msg, data, len, it, ce);
 		break;
 	}
 }
@@ -450,14 +549,28 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	struct mime_message *msg = NULL;
 	const char *error;
 	bool seen_now = false;
+	struct mailbox_cache_entry entry, *ce = NULL;
+	struct buf cache_bufs[MAILBOX_CACHE_FIELD_COUNT];
 
 	if (d->changed_since_set && m->modseq <= d->changed_since)
 		return 0;
-	if (d->need_data && mailbox_read(s->box, idx, SIZE_MAX, &data, &len, &error) < 0)
+	bool cache_bad = false;
+	if (d->cacheable && mailbox_cache_lookup(s->box, idx, &entry))
+		ce = &entry;
+	else if (d->cacheable && m->cache_off != 0)
+		cache_bad = true;   /* damaged or replaced: write it anew */
+	if (ce == NULL && d->need_data && mailbox_read(s->box, idx, SIZE_MAX, &data, &len, &error) < 0)
 		return -1;
-	if (d->need_parse)
+	if (ce == NULL && d->need_parse)
 		msg = mime_parse(data != NULL ? data : (const unsigned char *)"", len, NULL,
 				 MIME_PARSE_LF_TO_CRLF);
+	if (msg != NULL && d->wants_cache && (m->cache_off == 0 || cache_bad)) {
+		struct mailbox_cache_entry built;
+		cache_entry_build(msg, cache_bufs, &built);
+		mailbox_cache_add(s->box, idx, &built);
+		for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++)
+			buf_free(&cache_bufs[i]);
+	}
 	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0) {
 		const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
 		bool modified = false, expunged = false;
@@ -479,7 +592,7 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		if (!first)
 			buf_append(&job->out, " ", 1);
 		first = false;
-		write_item(s, &job->out, &d->items[i], m, msg, data, len);
+		write_item(s, &job->out, &d->items[i], m, msg, data, len, ce);
 	}
 	if (seen_now && !d->has_flags) {
 		buf_printf(&job->out, "%sFLAGS ", first ? "" : " ");
@@ -509,10 +622,13 @@ static void fetch_work(struct imap_job *job)
 			d->failed = true;
 		d->pos++;
 		if (job->out.len >= IMAP_BATCH_BYTES && d->pos < d->msg_count) {
+			mailbox_cache_flush(job->s->box);
 			job->more = true;
 			return;
 		}
 	}
+	mailbox_cache_flush(job->s->box);
+	mailbox_cache_release(job->s->box);
 	if (d->failed && !d->uid)
 		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some messages were expunged\r\n", job->tag);
 	else

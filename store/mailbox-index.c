@@ -63,6 +63,7 @@ void mailbox_index_encode_rec(unsigned char out[MAILBOX_INDEX_RECORD_SIZE], uint
 	put64(out + 24, rec->size);
 	put64(out + 32, rec->vsize);
 	put64(out + 40, (uint64_t)rec->date);
+	put32(out + 48, rec->cache_off);
 	put32(out + 52, crc(out, 52));
 }
 
@@ -78,6 +79,7 @@ static bool decode_rec(const unsigned char *p, uint8_t *type_r, struct mailbox_i
 	rec->size = get64(p + 24);
 	rec->vsize = get64(p + 32);
 	rec->date = (int64_t)get64(p + 40);
+	rec->cache_off = get32(p + 48);
 	return rec->uid != 0 && rec->modseq != 0;
 }
 
@@ -560,6 +562,26 @@ int mailbox_index_set_flags(struct mailbox_index *idx, struct mailbox_index_rec 
 	}
 	if (p.count > 0)
 		idx->highest_modseq = modseq;
+	if (pending_commit(idx, &p) < 0) {
+		*error_r = "cannot write the mailbox index";
+		return -1;
+	}
+	return 0;
+}
+
+int mailbox_index_set_cache(struct mailbox_index *idx, const uint32_t *uids, const uint32_t *offs,
+			    size_t count, const char **error_r)
+{
+	struct pending p = { 0 };
+
+	for (size_t i = 0; i < count; i++) {
+		size_t pos = rec_pos(idx, uids[i]);
+		if (pos == idx->count || idx->recs[pos].uid != uids[i] || idx->recs[pos].cache_off == offs[i])
+			continue;
+		idx->recs[pos].cache_off = offs[i];
+		idx->superseded++;
+		pending_add(&p, MAILBOX_INDEX_REC_MSG, &idx->recs[pos]);
+	}
 	if (pending_commit(idx, &p) < 0) {
 		*error_r = "cannot write the mailbox index";
 		return -1;

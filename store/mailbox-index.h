@@ -39,6 +39,7 @@ struct mailbox_index_rec {
 	uint64_t modseq;
 	uint64_t size, vsize;
 	int64_t date;
+	uint32_t cache_off;    /* its entry in mailfleet-cache, 0 = none */
 };
 
 struct mailbox_index_expunge {
@@ -91,6 +92,11 @@ int mailbox_index_reconcile(struct mailbox_index *idx, const struct uidlist *ul,
 /* Records new flags of existing UIDs (after renaming their files), each
  * with its own new mod-sequence, stored into changes[i].modseq. */
 int mailbox_index_set_flags(struct mailbox_index *idx, struct mailbox_index_rec *changes,
+			    size_t count, const char **error_r);
+
+/* Records where the cache entries of uids[i] are (offs[i]); the
+ * mod-sequences stay. */
+int mailbox_index_set_cache(struct mailbox_index *idx, const uint32_t *uids, const uint32_t *offs,
 			    size_t count, const char **error_r);
 
 /* Parses a whole index file into idx (tests and the fuzz target use it);

@@ -4,6 +4,7 @@
  * mailbox-list.c. */
 #include "store/mailbox-private.h"
 #include "store/mailbox-index.h"
+#include "store/mailbox-cache.h"
 #include "store/maildir.h"
 #include "store/store-lock.h"
 #include "store/uidlist-ext.h"
@@ -412,6 +413,7 @@ static void sync_one(struct mailbox *box, struct sync_state *st, const struct ui
 	m->vsize = irec->vsize;
 	m->internal_date = irec->date;
 	m->modseq = irec->modseq;
+	m->cache_off = irec->cache_off;
 	m->recent = old != NULL && old->recent;
 	if (m->in_new && !box->read_only) {
 		msg_move_to_cur(box, m);
@@ -548,6 +550,7 @@ void mailbox_free(struct mailbox **boxp)
 	msgs_free(&box->msgs, box->count);
 	mailbox_keywords_clear(box);
 	mailbox_index_free(&box->index);
+	mailbox_cache_release(box);
 	free(box->domain);
 	free(box->user);
 	free(box->name);

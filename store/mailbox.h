@@ -18,6 +18,7 @@
 #include "store/store.h"
 
 struct mailbox_index;
+struct mailbox_cache;
 
 #define MAILBOX_KEYWORDS_MAX 26
 #define MAILBOX_KEYWORD_LEN_MAX 64
@@ -45,6 +46,7 @@ struct mailbox_msg {
 	int64_t internal_date; /* seconds since the epoch */
 	bool recent;           /* was in new/ when this session moved it */
 	uint64_t modseq;       /* CONDSTORE: last change of flags/keywords (>= 1) */
+	uint32_t cache_off;    /* entry in mailfleet-cache, 0 = none */
 };
 
 struct mailbox {
@@ -61,6 +63,7 @@ struct mailbox {
 	int64_t stamps[2];     /* new/ and cur/ mtimes at the last sync */
 	bool stamps_valid;
 	struct mailbox_index *index;   /* mailbox-index.h: modseqs, expunges */
+	struct mailbox_cache *cache;   /* mailbox-cache.h: read window, queue */
 };
 
 /* Opens (and syncs) the mailbox; ENOENT when it does not exist. A read-write
