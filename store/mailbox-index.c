@@ -432,7 +432,7 @@ static void pending_add(struct pending *p, uint8_t type, const struct mailbox_in
 static bool rewrite_due(const struct mailbox_index *idx)
 {
 	return idx->offset == 0 || idx->need_rewrite ||
-		idx->superseded > idx->count + 4096 ||
+		idx->superseded > idx->count / 2 + 4096 ||
 		idx->exp_count > 2 * MAILBOX_INDEX_EXPUNGES_KEPT;
 }
 
