@@ -95,6 +95,8 @@ run: deps all
 # fuzz runs over the seed corpora, and the integration tests with real clients.
 test: deps
 	$(MAKE) -j$(NPROC) BUILD=build/asan SAN=1 all unit-bins
+	# the optimized build too: tests/test_imap_idle.py measures its memory
+	$(MAKE) -j$(NPROC) all
 	$(MAKE) -j$(NPROC) fuzz
 	MF_BUILD=build/asan $(PYTHON) -m pytest -q -p no:cacheprovider tests
 

@@ -10,6 +10,7 @@
  * connection that waits for nothing is removed from epoll altogether so a
  * hung-up socket cannot spin the loop while a job runs. */
 #include "frontend/server-private.h"
+#include "frontend/conn-compress.h"
 #include "frontend/tls.h"
 #include "lib/log.h"
 
@@ -28,6 +29,8 @@
 #define INPUT_SLACK 16384   /* beyond line_max: room to read DATA in chunks */
 #define OUTPUT_COMPACT_MIN 65536
 #define BUFFER_KEEP_MAX 16384
+#define ZIN_MAX 32768       /* compressed input read ahead of inflating */
+#define DEFLATE_CHUNK 16384 /* plaintext compressed per step */
 
 struct conn {
 	enum loop_handle_kind kind;        /* HANDLE_CONN */
@@ -48,6 +51,14 @@ struct conn {
 	struct buf in;
 	struct buf out;
 	size_t out_pos;                    /* bytes of out already sent */
+
+	/* COMPRESS=DEFLATE: out and in hold plaintext; zout what goes to the
+	 * socket (or TLS), zin what came from it */
+	struct conn_compress *cz;
+	bool compress_pending;             /* switch the input after this session_input() */
+	size_t raw_left;                   /* bytes at out_pos still to go uncompressed */
+	struct buf zin, zout;
+	size_t zout_pos;
 
 	SSL *ssl;
 	bool tls_handshaking, handshake_wants_write;
@@ -94,7 +105,7 @@ static void schedule_reap(struct conn *c)
 
 static bool output_pending(const struct conn *c)
 {
-	return c->out_pos < c->out.len;
+	return c->out_pos < c->out.len || c->zout_pos < c->zout.len;
 }
 
 /* Closing connections are freed once their output is out (or dropped). */
@@ -114,6 +125,9 @@ static void conn_abort(struct conn *c, const char *reason)
 	c->closing = c->aborted = true;
 	buf_reset(&c->out);
 	c->out_pos = 0;
+	c->raw_left = 0;
+	buf_reset(&c->zout);
+	c->zout_pos = 0;
 	conn_update_events(c);
 	schedule_reap(c);
 }
@@ -176,6 +190,9 @@ static void conn_destroy(struct conn *c)
 	loop->conn_count--;
 	buf_free(&c->in);
 	buf_free(&c->out);
+	conn_compress_free(&c->cz);
+	buf_free(&c->zin);
+	buf_free(&c->zout);
 	free(c);
 }
 
@@ -211,8 +228,10 @@ void conn_loop_reap(struct loop *loop)
 
 static bool wants_input(const struct conn *c)
 {
+	const struct buf *dest = c->cz != NULL ? &c->zin : &c->in;
+
 	return !c->closing && !c->job_pending && !c->starttls_pending &&
-		!c->tls_handshaking && c->in.len < c->in.max;
+		!c->tls_handshaking && dest->len < dest->max;
 }
 
 static uint32_t wanted_events(const struct conn *c)
@@ -370,8 +389,13 @@ static void output_sent(struct conn *c)
 {
 	buf_reset(&c->out);
 	c->out_pos = 0;
+	c->raw_left = 0;
 	if (c->out.cap > BUFFER_KEEP_MAX)
 		buf_free(&c->out);
+	buf_reset(&c->zout);
+	c->zout_pos = 0;
+	if (c->zout.cap > BUFFER_KEEP_MAX)
+		buf_free(&c->zout);
 	if (c->starttls_pending) {
 		c->starttls_pending = false;
 		tls_start(c);
@@ -381,16 +405,55 @@ static void output_sent(struct conn *c)
 	maybe_reap(c);
 }
 
+/* Deflates the next piece of queued plaintext into zout (empty now); the
+ * last piece of what is queued ends with a sync flush. */
+static int compress_step(struct conn *c)
+{
+	size_t left = c->out.len - c->out_pos;
+	size_t n = MF_MIN(left, DEFLATE_CHUNK);
+
+	buf_reset(&c->zout);
+	c->zout_pos = 0;
+	if (conn_compress_deflate(c->cz, c->out.data + c->out_pos, n, n == left, &c->zout) < 0) {
+		conn_abort(c, "output compression failed");
+		return -1;
+	}
+	c->out_pos += n;
+	return 0;
+}
+
+/* The next bytes for the socket: compressed output first, then what must
+ * go out as is (the reply before COMPRESS took effect), then plaintext to
+ * compress. Returns 0 when nothing is left. */
+static size_t next_output(struct conn *c, const unsigned char **data_r, bool *compressed_r)
+{
+	*compressed_r = c->zout_pos < c->zout.len;
+	if (!*compressed_r && c->cz != NULL && c->raw_left == 0 && c->out_pos < c->out.len) {
+		if (compress_step(c) < 0)
+			return 0;
+		*compressed_r = true;
+	}
+	if (*compressed_r) {
+		*data_r = c->zout.data + c->zout_pos;
+		return c->zout.len - c->zout_pos;
+	}
+	*data_r = c->out.data + c->out_pos;
+	return c->cz != NULL ? c->raw_left : c->out.len - c->out_pos;
+}
+
 /* Sends what the socket takes. -1 when the connection was aborted. */
 static int conn_flush(struct conn *c)
 {
 	const char *reason = NULL;
 	char text[200];
+	const unsigned char *data;
+	bool compressed;
+	size_t len;
 
 	if (c->aborted || c->tls_handshaking)
 		return c->aborted ? -1 : 0;
-	while (output_pending(c)) {
-		ssize_t n = conn_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos, &reason);
+	while ((len = next_output(c, &data, &compressed)) > 0) {
+		ssize_t n = conn_send(c, data, len, &reason);
 		if (n == -1)
 			break;
 		if (n < 0) {
@@ -398,9 +461,17 @@ static int conn_flush(struct conn *c)
 			conn_abort(c, text);
 			return -1;
 		}
-		c->out_pos += (size_t)n;
+		if (compressed) {
+			c->zout_pos += (size_t)n;
+		} else {
+			c->out_pos += (size_t)n;
+			if (c->cz != NULL)
+				c->raw_left -= (size_t)n;
+		}
 		c->last_activity_ms = mf_now_ms();
 	}
+	if (c->aborted)
+		return -1;
 	if (!output_pending(c))
 		output_sent(c);
 	else if (c->out_pos >= OUTPUT_COMPACT_MIN && c->out_pos >= c->out.len / 2) {
@@ -410,12 +481,46 @@ static int conn_flush(struct conn *c)
 	return c->aborted ? -1 : 0;
 }
 
+/* Inflates what fits into the input buffer. Bytes produced, or -1 when
+ * the compressed input was invalid (the connection is then closing). */
+static ssize_t conn_inflate(struct conn *c)
+{
+	ssize_t total = 0, n;
+	const char *error;
+	char text[200];
+
+	while ((n = conn_compress_inflate(c->cz, &c->zin, &c->in, &error)) > 0)
+		total += n;
+	if (n < 0) {
+		snprintf(text, sizeof(text), "compressed input: %s", error);
+		buf_reset(&c->zin);
+		conn_abort(c, text);
+		return -1;
+	}
+	return total;
+}
+
+/* COMPRESS took effect: what is buffered after the command is compressed. */
+static void compress_switch_input(struct conn *c)
+{
+	c->compress_pending = false;
+	if (c->in.len > 0 && buf_append(&c->zin, c->in.data, c->in.len) < 0)
+		abort();   /* zin is empty and at least as large as in */
+	buf_reset(&c->in);
+}
+
 /* Hands buffered input to the protocol while it can take it. */
 static void conn_dispatch(struct conn *c)
 {
 	const struct proto_handler *h = c->listener->handler;
+	bool fresh = true;   /* input the session has not seen yet */
 
-	while (!c->closing && !c->job_pending && !c->starttls_pending && c->in.len > 0) {
+	while (!c->closing && !c->job_pending && !c->starttls_pending) {
+		ssize_t got = c->cz != NULL ? conn_inflate(c) : 0;
+		if (got < 0)
+			return;
+		if (c->in.len == 0 || (!fresh && got == 0))
+			break;
 		size_t before = c->in.len;
 		h->session_input(c->session, c);
 		if (c->starttls_pending) {
@@ -423,8 +528,11 @@ static void conn_dispatch(struct conn *c)
 			buf_reset(&c->in);
 			break;
 		}
-		if (c->in.len == before)
-			break;
+		if (c->compress_pending) {
+			compress_switch_input(c);
+			continue;
+		}
+		fresh = c->in.len != before;
 	}
 	if (!c->closing && !c->job_pending && c->in.len >= c->in.max)
 		conn_abort(c, "input buffer full (the protocol did not consume a line)");
@@ -438,7 +546,8 @@ static void conn_read(struct conn *c)
 	struct loop *loop = c->loop;
 	const char *reason = NULL;
 	char text[200];
-	ssize_t n = conn_recv(c, loop->scratch, MF_MIN(sizeof(loop->scratch), c->in.max - c->in.len),
+	struct buf *dest = c->cz != NULL ? &c->zin : &c->in;
+	ssize_t n = conn_recv(c, loop->scratch, MF_MIN(sizeof(loop->scratch), dest->max - dest->len),
 			      &reason);
 
 	if (n == -1)
@@ -453,7 +562,7 @@ static void conn_read(struct conn *c)
 		conn_abort(c, text);
 		return;
 	}
-	if (buf_append(&c->in, loop->scratch, (size_t)n) < 0)
+	if (buf_append(dest, loop->scratch, (size_t)n) < 0)
 		abort();   /* the read was sized to the room left */
 	c->last_activity_ms = mf_now_ms();
 	conn_dispatch(c);
@@ -550,6 +659,14 @@ static void release_idle_buffers(struct conn *c, uint64_t now)
 	if (!output_pending(c) && c->out.data != NULL) {
 		buf_free(&c->out);
 		c->out_pos = 0;
+	}
+	if (c->cz != NULL && !output_pending(c)) {
+		/* every batch ended with a sync flush: the next may start afresh */
+		conn_compress_release(c->cz);
+		buf_free(&c->zout);
+		c->zout_pos = 0;
+		if (c->zin.len == 0)
+			buf_free(&c->zin);
 	}
 }
 
@@ -765,10 +882,29 @@ int conn_printf(struct conn *c, const char *fmt, ...)
 
 int conn_starttls(struct conn *c)
 {
-	if (c->ssl != NULL || c->starttls_pending || conn_server(c)->set.tls == NULL || c->closing)
+	if (c->ssl != NULL || c->starttls_pending || conn_server(c)->set.tls == NULL || c->closing ||
+	    c->cz != NULL || c->compress_pending)
 		return -1;
 	c->starttls_pending = true;
 	return 0;
+}
+
+int conn_compress(struct conn *c)
+{
+	if (c->cz != NULL || c->compress_pending || c->starttls_pending || c->tls_handshaking ||
+	    c->closing)
+		return -1;
+	c->cz = conn_compress_new();
+	c->raw_left = c->out.len - c->out_pos;
+	buf_init(&c->zin, MF_MAX((size_t)ZIN_MAX, c->in.max));
+	buf_init(&c->zout, 0);
+	c->compress_pending = true;
+	return 0;
+}
+
+bool conn_is_compressed(const struct conn *c)
+{
+	return c->cz != NULL;
 }
 
 bool conn_is_tls(const struct conn *c)

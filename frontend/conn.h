@@ -73,6 +73,18 @@ int conn_starttls(struct conn *conn);
 bool conn_is_tls(const struct conn *conn);
 bool conn_tls_available(const struct conn *conn);
 
+/* COMPRESS=DEFLATE (RFC 4978; frontend/conn-compress.h): call from
+ * session_input() right after queueing the tagged OK and consuming the
+ * command line, then return without parsing further input. Everything
+ * queued before goes out as is; all later output is deflated (under TLS
+ * when TLS is on), and all later input, including what is already
+ * buffered after the command, is inflated before session_input() sees it,
+ * still within the input buffer's limit. Invalid compressed input closes
+ * the connection. -1 when compression is already on, or a STARTTLS is
+ * under way; STARTTLS after COMPRESS is refused (conn_starttls() -1). */
+int conn_compress(struct conn *conn);
+bool conn_is_compressed(const struct conn *conn);
+
 const char *conn_peer_addr(const struct conn *conn);   /* "127.0.0.1" or "unix" */
 struct mf_context *conn_context(struct conn *conn);
 /* Seconds of silence from the client before the connection is closed. */

@@ -60,6 +60,26 @@ void imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 	imap_tagged(s, cmd->tag, "OK ID completed");
 }
 
+/* ENABLE IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855): both make
+ * mailbox names UTF-8 (imap_append_mailbox_name); IMAP4rev2 also makes
+ * SEARCH answer with ESEARCH. True when name is one of them; newly enabled
+ * names are added to enabled. */
+static bool enable_utf8(struct imap_session *s, const char *name, struct buf *enabled)
+{
+	bool *flag;
+
+	if (strcasecmp(name, "IMAP4rev2") == 0)
+		flag = &s->imap4rev2;
+	else if (strcasecmp(name, "UTF8=ACCEPT") == 0)
+		flag = &s->utf8_accept;
+	else
+		return false;
+	if (!*flag)
+		buf_printf(enabled, " %s", flag == &s->imap4rev2 ? "IMAP4rev2" : "UTF8=ACCEPT");
+	*flag = true;
+	return true;
+}
+
 void imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
 	const char *atom;
@@ -81,6 +101,8 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 	for (size_t i = 0; i < cmd->arg_count; i++) {
 		imap_arg_get_atom(&cmd->args[i], &atom);
 		bool was_condstore = s->condstore, was_qresync = s->qresync;
+		if (enable_utf8(s, atom, &enabled))
+			continue;
 		if (!imap_enable_modseq(s, atom))
 			continue;
 		if (strcasecmp(atom, "CONDSTORE") == 0 && !was_condstore)

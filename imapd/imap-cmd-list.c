@@ -7,6 +7,7 @@
  * (made so by DELETE of a folder with children) is listed \Noselect. */
 #include "imapd/imap-private.h"
 #include "imapd/imap-quote.h"
+#include "imapd/imap-utf7.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,11 +40,13 @@ struct list_data {
 	unsigned pattern_count;
 	unsigned opts;
 	unsigned status_items;     /* RETURN (STATUS (...)): enum status_item */
+	bool utf8;                 /* patterns sent in UTF-8 */
 };
 
 /* What list_work knows while it writes the lines. */
 struct list_ctx {
-	char **folders;            /* existing folders */
+	char **folders;            /* existing folders, sorted */
+	size_t folder_count;
 	char **subs;               /* subscriptions */
 	char **specials;           /* "name<TAB>attrs" from CREATE (USE ...) */
 };
@@ -79,10 +82,73 @@ static bool wildmatch(const char *pat, const char *name)
 	return *name == '\0';
 }
 
-/* Reference + pattern, with any-case "INBOX" at the start made "INBOX". */
-static char *list_pattern(const char *ref, const char *pattern)
+static bool utf8_names(const struct imap_session *s)
+{
+	return s->utf8_accept || s->imap4rev2;
+}
+
+/* A UTF-8 name as modified UTF-7 (mf_malloc'ed), NULL when not UTF-8. */
+static char *utf8_to_store(const char *str)
+{
+	struct buf b;
+	char *ret = NULL;
+
+	buf_init(&b, MAILBOX_NAME_BUF * 4);
+	if (imap_utf8_to_utf7(str, &b) == 0)
+		ret = mf_strndup(b.data != NULL ? (const char *)b.data : "", b.len);
+	buf_free(&b);
+	return ret;
+}
+
+bool imap_client_mailbox_name(const struct imap_session *s, const struct imap_arg *arg,
+			      char *name, size_t size)
+{
+	struct imap_arg conv = *arg;
+	const char *str;
+	char *utf7;
+	bool ok;
+
+	if (!utf8_names(s))
+		return imap_mailbox_name(arg, name, size);
+	if (!imap_arg_get_astring(arg, &str) || (utf7 = utf8_to_store(str)) == NULL)
+		return false;
+	conv.type = IMAP_ARG_STRING;
+	conv.str = utf7;
+	conv.len = strlen(utf7);
+	ok = imap_mailbox_name(&conv, name, size);
+	free(utf7);
+	return ok;
+}
+
+void imap_append_mailbox_name(const struct imap_session *s, struct buf *out, const char *name)
+{
+	struct buf utf8;
+
+	if (!utf8_names(s) || imap_utf7_is_plain(name)) {
+		imap_append_string(out, name, strlen(name), 0);
+		return;
+	}
+	buf_init(&utf8, 0);
+	if (imap_utf7_to_utf8(name, &utf8) == 0)
+		imap_append_string(out, (const char *)utf8.data, utf8.len, IMAP_QUOTE_UTF8);
+	else
+		imap_append_string(out, name, strlen(name), 0);
+	buf_free(&utf8);
+}
+
+/* Reference + pattern (converted to modified UTF-7 when the session speaks
+ * UTF-8), with any-case "INBOX" at the start made "INBOX". */
+static char *list_pattern(const char *ref, const char *pattern, bool utf8)
 {
 	char *p = mf_asprintf("%s%s", ref, pattern);
+
+	if (utf8) {
+		char *utf7 = utf8_to_store(p);
+		if (utf7 != NULL) {
+			free(p);
+			p = utf7;
+		}
+	}
 
 	if (strncasecmp(p, "INBOX", 5) == 0 && (p[5] == '\0' || p[5] == '/'))
 		memcpy(p, "INBOX", 5);
@@ -186,7 +252,8 @@ static void list_one(struct imap_job *job, const struct list_data *d, const char
 {
 	struct buf *out = &job->out;
 	char **folders = lc->folders;
-	bool selectable = strcmp(name, "INBOX") == 0 || name_in(folders, name);
+	bool selectable = strcmp(name, "INBOX") == 0 ||
+		bsearch(&name, folders, lc->folder_count, sizeof(*folders), names_cmp) != NULL;
 	const char *special = selectable ? special_attr(lc->specials, name) : NULL;
 	bool subscribed = name_in(lc->subs, name);
 	bool first = true;
@@ -207,7 +274,7 @@ static void list_one(struct imap_job *job, const struct list_data *d, const char
 		ATTR(special);
 #undef ATTR
 	buf_printf(out, ") \"/\" ");
-	imap_append_string(out, name, strlen(name), 0);
+	imap_append_mailbox_name(job->s, out, name);
 	buf_printf(out, "\r\n");
 	/* RFC 5819: STATUS right after, only for selectable mailboxes */
 	if ((d->opts & LIST_RET_STATUS) != 0 && exists && selectable)
@@ -230,6 +297,8 @@ static void list_work(struct imap_job *job)
 		goto out;
 	}
 	all = with_superiors(lc.folders);
+	while (lc.folders[lc.folder_count] != NULL)
+		lc.folder_count++;
 	if ((d->opts & (LIST_SEL_SUBSCRIBED | LIST_LSUB)) != 0) {
 		for (char **p = lc.subs; *p != NULL; p++) {
 			bool exists = strcmp(*p, "INBOX") == 0 || name_in(lc.folders, *p);
@@ -306,13 +375,13 @@ static bool list_patterns(const struct imap_arg *arg, const char *ref, struct li
 		for (size_t i = 0; i < count; i++) {
 			if (!imap_arg_get_astring(&list[i], &pattern))
 				return false;
-			d->patterns[d->pattern_count++] = list_pattern(ref, pattern);
+			d->patterns[d->pattern_count++] = list_pattern(ref, pattern, d->utf8);
 		}
 		return true;
 	}
 	if (!imap_arg_get_astring(arg, &pattern))
 		return false;
-	d->patterns[d->pattern_count++] = list_pattern(ref, pattern);
+	d->patterns[d->pattern_count++] = list_pattern(ref, pattern, d->utf8);
 	return true;
 }
 
@@ -349,6 +418,7 @@ void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct list_data *d = mf_calloc(1, sizeof(*d));
 
+	d->utf8 = utf8_names(s);
 	if (!list_parse(cmd, d)) {
 		list_data_free(d);
 		imap_bad(s, cmd->tag, "Invalid LIST arguments");
@@ -369,6 +439,7 @@ void imap_cmd_lsub(struct imap_session *s, const struct imap_command *cmd)
 	struct list_data *d = mf_calloc(1, sizeof(*d));
 	const char *ref;
 
+	d->utf8 = utf8_names(s);
 	if (cmd->arg_count != 2 || !imap_arg_get_astring(&cmd->args[0], &ref) ||
 	    !list_patterns(&cmd->args[1], ref, d)) {
 		list_data_free(d);
@@ -521,8 +592,8 @@ static void op_start(struct imap_session *s, const struct imap_command *cmd, enu
 	trimmed.type = IMAP_ARG_STRING;
 	trimmed.str = copy;
 	trimmed.len = strlen(copy);
-	bool ok = imap_mailbox_name(&trimmed, d->name, sizeof(d->name)) &&
-		(op != OP_RENAME || imap_mailbox_name(&cmd->args[1], d->to, sizeof(d->to)));
+	bool ok = imap_client_mailbox_name(s, &trimmed, d->name, sizeof(d->name)) &&
+		(op != OP_RENAME || imap_client_mailbox_name(s, &cmd->args[1], d->to, sizeof(d->to)));
 	free(copy);
 	if (!ok) {
 		free(d);
@@ -570,6 +641,15 @@ void imap_cmd_unsubscribe(struct imap_session *s, const struct imap_command *cmd
 enum status_item {
 	ST_MESSAGES = 1 << 0, ST_UIDNEXT = 1 << 1, ST_UIDVALIDITY = 1 << 2,
 	ST_UNSEEN = 1 << 3, ST_RECENT = 1 << 4, ST_SIZE = 1 << 5, ST_HIGHESTMODSEQ = 1 << 6,
+	ST_DELETED = 1 << 7, ST_DELETED_STORAGE = 1 << 8,
+};
+
+/* STATUS values: the store's counts plus what DELETED (RFC 9051) and
+ * DELETED-STORAGE (RFC 9208 4.2.2, KiB like the STORAGE resource) ask. */
+struct status_values {
+	struct mailbox_status st;
+	uint32_t deleted;
+	uint64_t deleted_bytes;
 };
 
 struct status_data {
@@ -580,8 +660,34 @@ struct status_data {
 static const struct { const char *name; unsigned item; } status_names[] = {
 	{ "MESSAGES", ST_MESSAGES }, { "UIDNEXT", ST_UIDNEXT }, { "UIDVALIDITY", ST_UIDVALIDITY },
 	{ "UNSEEN", ST_UNSEEN }, { "RECENT", ST_RECENT }, { "SIZE", ST_SIZE },
-	{ "HIGHESTMODSEQ", ST_HIGHESTMODSEQ },
+	{ "HIGHESTMODSEQ", ST_HIGHESTMODSEQ }, { "DELETED", ST_DELETED },
+	{ "DELETED-STORAGE", ST_DELETED_STORAGE },
 };
+
+/* The values for items; the \Deleted ones need the mailbox opened
+ * (read-only: nothing moves from new/). */
+static int status_get(struct imap_session *s, const char *name, unsigned items,
+		      struct status_values *v, const char **error_r)
+{
+	const char *dom = s->user.domain, *user = s->user.localpart;
+	struct mailbox *box;
+
+	memset(v, 0, sizeof(*v));
+	if (mailbox_status(s->ctx->store, dom, user, name, &v->st, error_r) < 0)
+		return -1;
+	if ((items & (ST_DELETED | ST_DELETED_STORAGE)) == 0)
+		return 0;
+	if (mailbox_open(s->ctx->store, dom, user, name, true, &box, error_r) < 0)
+		return -1;
+	for (unsigned i = 0; i < box->count; i++) {
+		if ((box->msgs[i].flags & MAILBOX_FLAG_DELETED) != 0) {
+			v->deleted++;
+			v->deleted_bytes += box->msgs[i].size;
+		}
+	}
+	mailbox_free(&box);
+	return 0;
+}
 
 /* The status-att list of STATUS and of LIST's RETURN (STATUS (...)). */
 static bool status_items_parse(const struct imap_arg *list, size_t count, unsigned *items_r)
@@ -606,13 +712,14 @@ static bool status_items_parse(const struct imap_arg *list, size_t count, unsign
 	return true;
 }
 
-static void status_line(struct buf *out, const char *name, unsigned items,
-			const struct mailbox_status *st)
+static void status_line(const struct imap_session *s, struct buf *out, const char *name,
+			unsigned items, const struct status_values *v)
 {
+	const struct mailbox_status *st = &v->st;
 	bool first = true;
 
 	buf_printf(out, "* STATUS ");
-	imap_append_string(out, name, strlen(name), 0);
+	imap_append_mailbox_name(s, out, name);
 	buf_printf(out, " (");
 #define ITEM(flag, fmt, value) do { if ((items & (flag)) != 0) { \
 	buf_printf(out, "%s" fmt, first ? "" : " ", value); first = false; } } while (0)
@@ -623,6 +730,9 @@ static void status_line(struct buf *out, const char *name, unsigned items,
 	ITEM(ST_RECENT, "RECENT %u", st->recent);
 	ITEM(ST_SIZE, "SIZE %llu", (unsigned long long)st->size);
 	ITEM(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)st->highest_modseq);
+	ITEM(ST_DELETED, "DELETED %u", v->deleted);
+	ITEM(ST_DELETED_STORAGE, "DELETED-STORAGE %llu",
+	     (unsigned long long)(v->deleted_bytes / 1024 + (v->deleted_bytes % 1024 != 0)));
 #undef ITEM
 	buf_printf(out, ")\r\n");
 }
@@ -632,26 +742,26 @@ static void status_line(struct buf *out, const char *name, unsigned items,
 static void status_write(struct imap_job *job, const char *name, unsigned items)
 {
 	struct imap_session *s = job->s;
-	struct mailbox_status st;
+	struct status_values v;
 	const char *error;
 
-	if (mailbox_status(s->ctx->store, s->user.domain, s->user.localpart, name, &st, &error) == 0)
-		status_line(&job->out, name, items, &st);
+	if (status_get(s, name, items, &v, &error) == 0)
+		status_line(s, &job->out, name, items, &v);
 }
 
 static void status_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
 	struct status_data *d = job->data;
-	struct mailbox_status st;
+	struct status_values v;
 	const char *error;
 	struct buf *out = &job->out;
 
-	if (mailbox_status(s->ctx->store, s->user.domain, s->user.localpart, d->name, &st, &error) < 0) {
+	if (status_get(s, d->name, d->items, &v, &error) < 0) {
 		buf_printf(out, "%s NO %s%s\r\n", job->tag, errno == ENOENT ? "[NONEXISTENT] " : "", error);
 		return;
 	}
-	status_line(out, d->name, d->items, &st);
+	status_line(s, out, d->name, d->items, &v);
 	buf_printf(out, "%s OK Status completed\r\n", job->tag);
 }
 
@@ -662,7 +772,7 @@ void imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 	size_t count;
 	struct imap_job *job;
 
-	if (cmd->arg_count != 2 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name)) ||
+	if (cmd->arg_count != 2 || !imap_client_mailbox_name(s, &cmd->args[0], d->name, sizeof(d->name)) ||
 	    !imap_arg_get_list(&cmd->args[1], &list, &count) ||
 	    !status_items_parse(list, count, &d->items)) {
 		free(d);

@@ -80,7 +80,7 @@ static void getquotaroot(struct imap_job *job, const struct quota_root *roots, u
 		return;
 	}
 	buf_printf(out, "* QUOTAROOT ");
-	imap_append_string(out, d->name, strlen(d->name), 0);
+	imap_append_mailbox_name(s, out, d->name);
 	for (unsigned i = 0; i < count; i++) {
 		buf_printf(out, " ");
 		imap_append_string(out, roots[i].name, strlen(roots[i].name), 0);
@@ -136,7 +136,7 @@ void imap_cmd_getquotaroot(struct imap_session *s, const struct imap_command *cm
 		imap_bad(s, cmd->tag, "GETQUOTAROOT needs a mailbox name");
 		return;
 	}
-	if (!imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name))) {
+	if (!imap_client_mailbox_name(s, &cmd->args[0], d->name, sizeof(d->name))) {
 		free(d);
 		imap_tagged(s, cmd->tag, "NO [NONEXISTENT] No such mailbox");
 		return;

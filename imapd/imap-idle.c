@@ -57,8 +57,11 @@ static void idle_sync_start(struct imap_session *s, imap_work_fn *work)
 
 void imap_idle_wake(struct imap_session *s)
 {
-	if (s->line_mode != IMAP_LINE_IDLE || s->box == NULL)
+	if (s->line_mode != IMAP_LINE_IDLE || s->box == NULL) {
+		/* left IDLE without DONE (an overlong line): stop watching */
+		mailbox_watch_remove(&s->idle_watcher);
 		return;
+	}
 	if (s->job != NULL)
 		s->idle_poll_due = true;   /* after this job: the next tick */
 	else

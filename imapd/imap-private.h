@@ -72,6 +72,7 @@ struct imap_session {
 	char line_tag[IMAP_TAG_MAX + 1];   /* tag of the AUTHENTICATE / IDLE */
 	bool dispatching;
 	bool starttls_pending;
+	bool compress_pending;             /* COMPRESS done: stop parsing this input */
 	bool job_running;
 	struct imap_job *job;              /* running or sending its output */
 	unsigned bad_commands;
@@ -97,6 +98,11 @@ struct imap_session {
 	/* ENABLE (RFC 5161): IMAP4rev2 (RFC 9051), UTF8=ACCEPT (RFC 6855) */
 	bool imap4rev2;
 	bool utf8_accept;
+	/* SEARCHRES (RFC 5182): the UIDs SEARCH RETURN (SAVE) kept as "$",
+	   ascending, of the mailbox named searchres_box (mf_free both) */
+	uint32_t *searchres;
+	unsigned searchres_count;
+	char *searchres_box;
 
 	/* CONDSTORE / QRESYNC (RFC 7162), enabled by ENABLE or first use */
 	bool condstore;
@@ -120,6 +126,14 @@ unsigned imap_auth_timeout(const struct imap_session *s);
 /* LOGINDISABLED (imap-cmd-auth.c): imap { require_tls } is set and the
  * connection is not (yet) TLS, so LOGIN and AUTHENTICATE are refused. */
 bool imap_login_disabled(struct imap_session *s);
+/* Mailbox names on the wire for this session (imap-cmd-list.c): UTF-8
+ * once UTF8=ACCEPT or IMAP4rev2 is enabled (RFC 6855 3, RFC 9051 5.1),
+ * modified UTF-7 otherwise; the store keeps modified UTF-7. The first is
+ * imap_mailbox_name() after that conversion; the second appends name (as
+ * the store knows it) as a string. */
+bool imap_client_mailbox_name(const struct imap_session *s, const struct imap_arg *arg,
+			      char *name, size_t size);
+void imap_append_mailbox_name(const struct imap_session *s, struct buf *out, const char *name);
 /* The CAPABILITY list (without "* CAPABILITY "). */
 void imap_capabilities(struct imap_session *s, struct buf *out);
 /* The mailbox name (astring) as the store knows it: "INBOX" for any case
@@ -140,6 +154,19 @@ imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_close, imap_cmd_unselect
 	imap_cmd_idle, imap_cmd_append;
 imap_cmd_fn imap_cmd_fetch, imap_cmd_search;
 imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
+
+/* ---- SEARCHRES (imap-search.c) ---- */
+/* "$" (RFC 5182) for another command: the saved result as a UID set
+ * ("1:3,7"; "" when empty or saved in another mailbox), mf_malloc'ed. A
+ * caller sees set "$" (seq or UID command alike), resolves this as a UID
+ * set, and treats "" as matching nothing (not as an error). */
+char *imap_searchres_uidset(const struct imap_session *s);
+/* Empties "$": SELECT, EXAMINE, UNSELECT and CLOSE call it (RFC 5182 2.1);
+ * also frees it at the end of the session. */
+void imap_searchres_reset(struct imap_session *s);
+
+/* COMPRESS (imap-cmd-compress.c). */
+imap_cmd_fn imap_cmd_compress;
 
 /* The AUTHENTICATE response line (imap-cmd-auth.c). */
 void imap_auth_response(struct imap_session *s, const char *line, size_t len);

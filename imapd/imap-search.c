@@ -6,8 +6,10 @@
  * UTF-8 and US-ASCII), NOT, OR and parenthesised groups, and MODSEQ
  * (RFC 7162 3.1.5). Results as "* SEARCH" or, with RETURN (...) (RFC 4731
  * ESEARCH) or once IMAP4rev2 is enabled, as "* ESEARCH" with MIN, MAX, ALL
- * (compact sequence set) and COUNT. Message files are read only when a
- * text or sent-date key needs them. */
+ * (compact sequence set) and COUNT. RETURN (SAVE) keeps the result as
+ * "$" (RFC 5182 SEARCHRES), which later SEARCHes (and, through
+ * imap_searchres_uidset(), other commands) can use. Message files are read
+ * only when a text or sent-date key needs them. */
 #include "imapd/imap-private.h"
 #include "lib/mime.h"
 
@@ -26,12 +28,13 @@
 enum skey {
 	K_ALL, K_FLAG, K_UNFLAG, K_RECENT, K_NEW, K_OLD, K_KEYWORD, K_UNKEYWORD, K_HEADER, K_BODY,
 	K_TEXT, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_LARGER, K_SMALLER,
-	K_UIDSET, K_SEQSET, K_MODSEQ, K_NOT, K_OR, K_AND,
+	K_UIDSET, K_SEQSET, K_MODSEQ, K_SAVED, K_NOT, K_OR, K_AND,
 };
 
 /* RETURN options (RFC 4731) */
 enum search_ret {
 	RET_MIN = 1 << 0, RET_MAX = 1 << 1, RET_ALL = 1 << 2, RET_COUNT = 1 << 3,
+	RET_SAVE = 1 << 4,             /* SEARCHRES (RFC 5182) */
 };
 
 struct snode {
@@ -51,6 +54,10 @@ struct search_data {
 	bool esearch;                  /* answer with * ESEARCH */
 	unsigned ret;                  /* enum search_ret */
 	bool modseq;                   /* a MODSEQ key was used */
+	uint32_t *saved;               /* "$" when the command started (UIDs) */
+	unsigned saved_count;
+	uint32_t *save;                /* RETURN (SAVE): the new "$" */
+	unsigned save_count;
 };
 
 struct search_msg {
@@ -59,6 +66,8 @@ struct search_msg {
 	struct mime_message *msg;
 	bool loaded, failed;
 	struct buf scratch;            /* folded text being searched */
+	const uint32_t *saved;         /* "$" (search_data) */
+	unsigned saved_count;
 };
 
 static void snode_free(struct snode *n)
@@ -80,6 +89,8 @@ static void search_data_free(void *data)
 	struct search_data *d = data;
 
 	snode_free(d->root);
+	free(d->saved);
+	free(d->save);
 	free(d);
 }
 
@@ -166,6 +177,7 @@ struct parse_ctx {
 	size_t count, pos;
 	unsigned nodes, depth;
 	bool modseq;
+	bool saved;                    /* "$" was used */
 	char error[SEARCH_ERROR_MAX];
 };
 
@@ -216,6 +228,7 @@ static struct snode *parse_and(struct parse_ctx *p, const struct imap_arg *args,
 	}
 	p->nodes = sub.nodes;
 	p->modseq = sub.modseq;
+	p->saved = sub.saved;
 	return and;
 }
 
@@ -342,9 +355,20 @@ static bool parse_word(struct parse_ctx *p, const char *w, struct snode *n)
 			return parse_fail(p, "Invalid number for", w);
 		return true;
 	}
+	if (strcmp(w, "$") == 0) {
+		n->key = K_SAVED;
+		p->saved = true;
+		return true;
+	}
 	if (strcasecmp(w, "UID") == 0) {
 		const char *error;
 		n->key = K_UIDSET;
+		if (p->pos < p->count && imap_arg_atom_equals(&p->args[p->pos], "$")) {
+			p->pos++;
+			n->key = K_SAVED;
+			p->saved = true;
+			return true;
+		}
 		if ((str = next_string(p)) == NULL ||
 		    imap_seqset_parse(str, 0, &n->ranges, &n->range_count, &error) < 0)
 			return parse_fail(p, "Invalid UID set for", w);
@@ -536,14 +560,23 @@ static int64_t day_of(int64_t t)
 static bool rfc5322_day(const char *value, int64_t *day_r)
 {
 	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-	const char *p = value, *comma = strchr(value, ',');
+	const char *p = value;
 	char mon[4];
-	int day, year, used = 0;
+	int day, year;
 	struct tm tm = { 0 };
 
-	if (comma != NULL)
-		p = comma + 1;
-	if (sscanf(p, " %2d %3[A-Za-z] %4d%n", &day, mon, &year, &used) != 3 || strlen(mon) != 3)
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (isalpha((unsigned char)*p)) {
+		/* day-of-week "," */
+		while (isalpha((unsigned char)*p))
+			p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p++ != ',')
+			return false;
+	}
+	if (sscanf(p, " %2d %3[A-Za-z] %4d", &day, mon, &year) != 3 || strlen(mon) != 3)
 		return false;
 	for (char *c = mon; *c != '\0'; c++)
 		*c = (char)tolower((unsigned char)*c);
@@ -579,6 +612,19 @@ static int64_t sent_day(struct imap_session *s, unsigned idx, struct search_msg 
 }
 
 static bool eval(struct imap_session *s, const struct snode *n, unsigned idx, struct search_msg *sm);
+
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool in_saved(const struct search_msg *sm, uint32_t uid)
+{
+	return sm->saved_count > 0 &&
+		bsearch(&uid, sm->saved, sm->saved_count, sizeof(uid), uid_cmp) != NULL;
+}
 
 static bool eval_text(struct imap_session *s, const struct snode *n, unsigned idx,
 		      struct search_msg *sm)
@@ -620,6 +666,7 @@ static bool eval(struct imap_session *s, const struct snode *n, unsigned idx, st
 	case K_UIDSET: return imap_seqset_contains(n->ranges, n->range_count, m->uid);
 	case K_SEQSET: return imap_seqset_contains(n->ranges, n->range_count, idx + 1);
 	case K_MODSEQ: return m->modseq >= (uint64_t)n->num;
+	case K_SAVED: return in_saved(sm, m->uid);
 	case K_NOT: return !eval(s, n->a, idx, sm);
 	case K_OR: return eval(s, n->a, idx, sm) || eval(s, n->b, idx, sm);
 	case K_AND:
@@ -691,6 +738,8 @@ static void write_result(struct imap_job *job, const struct search_data *d, cons
 	struct buf *out = &job->out;
 	uint64_t modseq = d->modseq ? result_modseq(d, mods, n) : 0;
 
+	if (d->ret == RET_SAVE)
+		return;   /* SAVE alone: no response (RFC 5182 2.1) */
 	if (!d->esearch) {
 		buf_printf(out, "* SEARCH");
 		for (unsigned i = 0; i < n; i++)
@@ -716,13 +765,45 @@ static void write_result(struct imap_job *job, const struct search_data *d, cons
 	buf_printf(out, "\r\n");
 }
 
+/* RETURN (SAVE): with MIN and/or MAX (and no ALL or COUNT) only those are
+ * kept (RFC 5182 2.4); uids are those of the matches, ascending. */
+static void save_result(struct search_data *d, const uint32_t *uids, unsigned n)
+{
+	d->save = mf_calloc(n + 1, sizeof(*d->save));
+	d->save_count = 0;
+	if (n > 0 && (d->ret & (RET_ALL | RET_COUNT)) == 0 && (d->ret & (RET_MIN | RET_MAX)) != 0) {
+		if ((d->ret & RET_MIN) != 0)
+			d->save[d->save_count++] = uids[0];
+		if ((d->ret & RET_MAX) != 0 && (d->save_count == 0 || uids[n - 1] != uids[0]))
+			d->save[d->save_count++] = uids[n - 1];
+		return;
+	}
+	memcpy(d->save, uids, n * sizeof(*uids));
+	d->save_count = n;
+}
+
+/* Loop thread, after search_work: the new "$". */
+static void search_finish(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct search_data *d = job->data;
+
+	if ((d->ret & RET_SAVE) == 0 || s->box == NULL)
+		return;
+	imap_searchres_reset(s);
+	s->searchres = d->save;
+	s->searchres_count = d->save_count;
+	s->searchres_box = mf_strdup(s->box->name);
+	d->save = NULL;
+}
+
 static void search_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
 	struct search_data *d = job->data;
 	struct mailbox *box;
-	struct search_msg sm = { 0 };
-	uint32_t *ids;
+	struct search_msg sm = { .saved = d->saved, .saved_count = d->saved_count };
+	uint32_t *ids, *uids;
 	uint64_t *mods;
 	unsigned n = 0;
 
@@ -731,12 +812,14 @@ static void search_work(struct imap_job *job)
 	box = s->box;
 	resolve_sets(d->root, box->count > 0 ? box->msgs[box->count - 1].uid : 0, box->count);
 	ids = mf_calloc(box->count + 1, sizeof(*ids));
+	uids = mf_calloc(box->count + 1, sizeof(*uids));
 	mods = mf_calloc(box->count + 1, sizeof(*mods));
 	buf_init(&sm.scratch, 0);
 	for (unsigned i = 0; i < box->count; i++) {
 		sm.loaded = sm.failed = false;
 		if (eval(s, d->root, i, &sm)) {
 			ids[n] = d->uid ? box->msgs[i].uid : i + 1;
+			uids[n] = box->msgs[i].uid;
 			mods[n++] = box->msgs[i].modseq;
 		}
 		mime_message_free(&sm.msg);
@@ -745,6 +828,9 @@ static void search_work(struct imap_job *job)
 	}
 	buf_free(&sm.scratch);
 	write_result(job, d, ids, mods, n);
+	if ((d->ret & RET_SAVE) != 0)
+		save_result(d, uids, n);
+	free(uids);
 	free(ids);
 	free(mods);
 	buf_printf(&job->out, "%s OK %s completed\r\n", job->tag, d->uid ? "UID SEARCH" : "SEARCH");
@@ -755,6 +841,7 @@ static bool parse_return(const struct imap_arg *arg, unsigned *ret_r)
 {
 	static const struct { const char *name; unsigned ret; } opts[] = {
 		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL }, { "COUNT", RET_COUNT },
+		{ "SAVE", RET_SAVE },
 	};
 	const struct imap_arg *list;
 	size_t count;
@@ -815,13 +902,46 @@ void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	d->uid = strncmp(cmd->name, "UID ", 4) == 0;
 	d->root = parse_and(&p, p.args, p.count);
 	if (d->root == NULL) {
+		if ((d->ret & RET_SAVE) != 0)
+			imap_searchres_reset(s);   /* a failed SAVE empties "$" (RFC 5182 2.1) */
 		search_data_free(d);
 		imap_bad(s, cmd->tag, "%s", p.error[0] != '\0' ? p.error : "Invalid SEARCH arguments");
 		return;
 	}
+	if (p.saved && s->searchres_box != NULL && strcmp(s->searchres_box, s->box->name) == 0) {
+		d->saved = mf_calloc(s->searchres_count + 1, sizeof(*d->saved));
+		memcpy(d->saved, s->searchres, s->searchres_count * sizeof(*d->saved));
+		d->saved_count = s->searchres_count;
+	}
 	d->modseq = p.modseq;
+	if (p.modseq)
+		s->condstore = true;     /* a CONDSTORE enabling command (RFC 7162 3.1) */
 	job = imap_job_new(s, cmd->tag, search_work);
 	job->data = d;
 	job->data_free = search_data_free;
+	job->finish = search_finish;
 	imap_job_start(job);
+}
+
+/* ---- SEARCHRES for other commands ---- */
+
+void imap_searchres_reset(struct imap_session *s)
+{
+	mf_free(&s->searchres);
+	mf_free(&s->searchres_box);
+	s->searchres_count = 0;
+}
+
+char *imap_searchres_uidset(const struct imap_session *s)
+{
+	struct buf out;
+	char *set;
+
+	if (s->box == NULL || s->searchres_box == NULL || strcmp(s->searchres_box, s->box->name) != 0)
+		return mf_strdup("");
+	buf_init(&out, 0);
+	write_set(&out, s->searchres, s->searchres_count);
+	set = mf_strndup(out.data != NULL ? (const char *)out.data : "", out.len);
+	buf_free(&out);
+	return set;
 }

@@ -47,6 +47,7 @@ static const struct imap_command_def imap_commands[] = {
 	{ "EXAMINE", imap_cmd_examine, CMD_AUTH },
 	{ "APPEND", imap_cmd_append, CMD_AUTH },
 	{ "IDLE", imap_cmd_idle, CMD_AUTH },
+	{ "COMPRESS", imap_cmd_compress, CMD_AUTH },
 	{ "CLOSE", imap_cmd_close, CMD_AUTH | CMD_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, CMD_AUTH | CMD_SELECTED },
 	{ "CHECK", imap_cmd_check, CMD_AUTH | CMD_SELECTED },
@@ -137,6 +138,9 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 		else
 			buf_printf(out, " AUTH=PLAIN");
 	}
+	/* COMPRESS is a command of the authenticated state (RFC 4978) */
+	if (s->state != IMAP_STATE_NOAUTH && s->ctx->config->imap_compress)
+		buf_printf(out, " COMPRESS=DEFLATE");
 }
 
 unsigned imap_auth_timeout(const struct imap_session *s)
@@ -450,6 +454,11 @@ void imap_process_input(struct imap_session *s)
 			start_tls(s);
 			break;
 		}
+		if (s->compress_pending) {
+			/* the frontend hands the rest back inflated */
+			s->compress_pending = false;
+			break;
+		}
 		if (r == IMAP_PARSE_NEED_MORE)
 			break;
 	}
@@ -491,6 +500,7 @@ static void imap_session_free(void *session)
 	if (s == NULL)
 		return;
 	mailbox_watch_remove(&s->idle_watcher);
+	imap_searchres_reset(s);
 	mf_free(&s->notify_path);
 	mf_free(&s->notify_name);
 	job_free(&s->job);

@@ -474,7 +474,12 @@ int mailbox_rename(struct store *store, const char *domain, const char *user, co
 		errno = EINVAL;
 		return -1;
 	}
-	if (store_folder_exists(store, domain, user, from) != 1) {
+	/* a \Noselect name (only its children exist) is renamed by renaming
+	   the children */
+	bool from_exists = store_folder_exists(store, domain, user, from) == 1;
+	bool children = false;
+	if (!from_exists && (has_children(store, domain, user, from, &children, error_r) < 0 ||
+			     !children)) {
 		*error_r = "no such mailbox";
 		errno = ENOENT;
 		return -1;
@@ -495,7 +500,7 @@ int mailbox_rename(struct store *store, const char *domain, const char *user, co
 			ret = mailbox_create(store, domain, user, parent, error_r);
 	}
 	free(parent);
-	if (ret == 0)
+	if (ret == 0 && from_exists)
 		ret = rename_dir(store, domain, user, from, to);
 	for (char **p = names; *p != NULL && ret == 0; p++) {
 		if (strncmp(*p, from, len) != 0 || (*p)[len] != '/')

@@ -158,7 +158,8 @@ int mailbox_create(struct store *store, const char *domain, const char *user, co
  * for such a \Noselect name (RFC 3501 6.3.4). */
 int mailbox_delete(struct store *store, const char *domain, const char *user, const char *name,
 		   const char **error_r);
-/* Renames a folder and its children; EEXIST when the target exists.
+/* Renames a folder and its children (a \Noselect name: its children);
+ * EEXIST when the target exists.
  * Renaming INBOX moves its messages into the new folder (new UIDs there). */
 int mailbox_rename(struct store *store, const char *domain, const char *user, const char *from,
 		   const char *to, const char **error_r);

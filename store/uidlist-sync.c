@@ -19,6 +19,7 @@
 #define UIDLIST_BACKOFF_MIN_MS 5
 #define UIDLIST_BACKOFF_MAX_MS 500
 #define UIDLIST_LISTING_MAX 10000000
+#define UIDLIST_LISTINGS_MAX 4     /* listings per sync when files seem gone */
 
 struct sync_ctx {
 	struct store *store;
@@ -407,20 +408,68 @@ static void assign_new(struct sync_ctx *s)
 	free(fresh);
 }
 
+/* mtimes (ns) of new/ and cur/. */
+static int dir_mtimes(struct sync_ctx *s, int64_t mtimes[2])
+{
+	static const char *const dirs[] = { "new", "cur" };
+
+	for (size_t i = 0; i < 2; i++) {
+		char *path = mf_asprintf("%s/%s", s->mbox, dirs[i]);
+		struct io_stat st;
+		int ret = io_stat(s->store->io, path, &st);
+		free(path);
+		if (ret < 0) {
+			s->error = "cannot list the mailbox";
+			return -1;
+		}
+		mtimes[i] = st.mtime_sec * 1000000000LL + st.mtime_nsec;
+	}
+	return 0;
+}
+
+/* Lists new/ and cur/ again; *stable_r: neither changed meanwhile, so the
+ * listing saw every file that existed while it ran. */
+static int relist(struct sync_ctx *s, bool *stable_r)
+{
+	int64_t before[2], after[2];
+
+	listed_free(s);
+	if (dir_mtimes(s, before) < 0 || list_mailbox(s) < 0 || dir_mtimes(s, after) < 0)
+		return -1;
+	listed_sort_unique(s);
+	*stable_r = before[0] == after[0] && before[1] == after[1];
+	return 0;
+}
+
 static int scan(struct sync_ctx *s)
 {
+	bool stable = false;
+
 	if (list_mailbox(s) < 0)
 		return -1;
 	listed_sort_unique(s);
-	if (match_records(s) > 0) {
-		/* readdir may skip a file being renamed: look once more
-		 * before believing that files are gone */
-		listed_free(s);
-		if (list_mailbox(s) < 0)
+	/* A record without a file is an expunge, or a file that readdir
+	 * skipped because another session renamed it (a flag change) while
+	 * the listing ran: it had left its old place in the directory order
+	 * and not yet reached the new one (ext4 and NFS listings both do
+	 * that, and a file renamed again and again can be missed every time).
+	 * Dropping it would give the message a new UID at the next sync. So
+	 * records are dropped only after a listing during which neither
+	 * directory changed; after UIDLIST_LISTINGS_MAX listings without one,
+	 * they are kept for a later sync (an expunge then shows late, which
+	 * is better than a message coming back under a new UID). */
+	for (unsigned n = 1; match_records(s) > 0; n++) {
+		if (stable) {
+			drop_missing(s);
+			break;
+		}
+		if (n == UIDLIST_LISTINGS_MAX) {
+			log_info("store: %s changed during %u listings; records of files not "
+				 "seen are kept until a quieter sync", s->mbox, n);
+			break;
+		}
+		if (relist(s, &stable) < 0)
 			return -1;
-		listed_sort_unique(s);
-		match_records(s);
-		drop_missing(s);
 	}
 	assign_new(s);
 	return 0;

@@ -78,7 +78,7 @@ def test_esearch_return_options(imap):
 
 SENT = [
     ("Mon, 3 Mar 2025 23:30:00 -0800", "first"),      # the date part counts, not UTC
-    ("4 Mar 2025 01:00:00 +0200", "second"),
+    ("4 Mar 2025 01:00:00 +0200 (CEST, summer)", "second"),
     (None, "nodate"),                                # internal date instead
 ]
 
@@ -339,6 +339,14 @@ def test_delete_folder_with_children(imap):
     # the name can be created again, empty
     assert m.create("P")[0] == "OK"
     assert m.select("P")[1] == [b"0"]
+    m.close()
+    # a \Noselect name is renamed with its children
+    assert m.create("N/K")[0] == "OK" and m.delete("N")[0] == "OK"
+    assert m.rename("N", "M")[0] == "OK"
+    assert m.list('""', "M*")[1] == [b'(\\Noselect \\HasChildren) "/" "M"',
+                                     b'(\\HasNoChildren) "/" "M/K"']
+    assert m.list('""', "N*")[1] == [None]
+    assert m.rename("Nothing", "X")[0] == "NO"
     m.logout()
 
 
@@ -447,4 +455,93 @@ def test_quota_small_limit_and_not_logged_in(imap):
     data = message("tiny")
     assert m.append("INBOX", None, None, data)[0] == "OK"
     assert m.getquota('"User quota"')[1] == [b'"User quota" (STORAGE %d 2)' % kib_up(stored(data))]
+    m.logout()
+
+
+# ---------------------------------------------------------------- ENABLE IMAP4rev2 / UTF8=ACCEPT
+
+def test_enable_utf8_names_and_rev2_esearch(imap):
+    m = login(imap)
+    assert m.create("R&AOk-sum&AOk-/Caf&AOk-")[0] == "OK"     # "Résumé/Café" in modified UTF-7
+    assert m.create("A&-B")[0] == "OK"                        # "A&B"
+    fill_inbox(m, 3)
+    m.logout()
+    r = raw_login(imap)
+    # before ENABLE: modified UTF-7 on the wire
+    assert b'* LIST (\\HasChildren) "/" "R&AOk-sum&AOk-"' in list_lines(r, b"l0", b'LIST "" R*')
+    assert r.cmd(b"e", b"ENABLE UTF8=ACCEPT") == [b"* ENABLED UTF8=ACCEPT", b"e OK Enabled"]
+    assert r.cmd(b"e2", b"ENABLE UTF8=ACCEPT")[0] == b"* ENABLED"          # already on
+    lines = list_lines(r, b"l1", 'LIST "" "Résumé*"'.encode())
+    assert lines == ['* LIST (\\HasChildren) "/" "Résumé"'.encode(),
+                     '* LIST (\\HasNoChildren) "/" "Résumé/Café"'.encode()]
+    assert list_lines(r, b"l2", b'LIST "" A&*') == [b'* LIST (\\HasNoChildren) "/" "A&B"']
+    lines = list_lines(r, b"l3", 'STATUS "Résumé/Café" (MESSAGES)'.encode())
+    assert lines == ['* STATUS "Résumé/Café" (MESSAGES 0)'.encode()]
+    assert r.cmd(b"c", 'CREATE "Über"'.encode())[-1].startswith(b"c OK")
+    assert r.cmd(b"c2", b"CREATE \"bad\xff\"")[-1].startswith(b"c2 NO")   # not UTF-8
+    r.close()
+    m = login(imap)
+    typ, data = m.list('""', "&ANw-ber")                       # stored as modified UTF-7
+    assert data == [b'(\\HasNoChildren) "/" "&ANw-ber"']
+    m.logout()
+    # IMAP4rev2: SEARCH answers with ESEARCH, names in UTF-8 too
+    r = raw_login(imap)
+    assert r.cmd(b"e", b"ENABLE IMAP4rev2 CONDSTORE")[0].startswith(b"* ENABLED IMAP4rev2")
+    r.cmd(b"s", b"SELECT INBOX")
+    assert r.cmd(b"s1", b"SEARCH 2:3") == [b'* ESEARCH (TAG "s1") ALL 2:3', b"s1 OK SEARCH completed"]
+    assert r.cmd(b"s2", b"UID SEARCH ALL")[0] == b'* ESEARCH (TAG "s2") UID ALL 1:3'
+    assert r.cmd(b"s3", b"SEARCH DELETED")[0] == b'* ESEARCH (TAG "s3")'
+    assert r.cmd(b"s4", b"SEARCH RETURN (COUNT) ALL")[0] == b'* ESEARCH (TAG "s4") COUNT 3'
+    assert 'Café"'.encode() in b"\n".join(list_lines(r, b"l", b'LIST "" *'))
+    r.close()
+
+
+# ---------------------------------------------------------------- SEARCHRES within SEARCH
+
+def test_search_save_and_dollar(imap):
+    m = login(imap)
+    fill_inbox(m, 6)
+    m.logout()
+    r = raw_login(imap)
+    r.cmd(b"s", b"SELECT INBOX")
+    r.cmd(b"f", b"STORE 2,4,5 +FLAGS (\\Flagged)")
+    # SAVE alone: no untagged response (RFC 5182 2.1)
+    assert r.cmd(b"a", b"SEARCH RETURN (SAVE) FLAGGED") == [b"a OK SEARCH completed"]
+    assert r.cmd(b"b", b"SEARCH $")[0] == b"* SEARCH 2 4 5"
+    assert r.cmd(b"c", b"UID SEARCH UID $ NOT 4")[0] == b"* SEARCH 2 5"
+    assert r.cmd(b"d", b"SEARCH OR $ 1")[0] == b"* SEARCH 1 2 4 5"
+    # SAVE with MIN MAX keeps only those two; "$" inside still means the old result
+    lines = r.cmd(b"e", b"SEARCH RETURN (SAVE MIN MAX) NOT $")
+    assert lines[0] == b'* ESEARCH (TAG "e") MIN 1 MAX 6'
+    assert r.cmd(b"g", b"SEARCH $")[0] == b"* SEARCH 1 6"
+    # expunged messages leave "$"
+    r.cmd(b"x", b"STORE 1 +FLAGS (\\Deleted)")
+    r.cmd(b"x2", b"EXPUNGE")
+    assert r.cmd(b"h", b"UID SEARCH $")[0] == b"* SEARCH 6"
+    # a failed SAVE empties it
+    assert r.cmd(b"i", b"SEARCH RETURN (SAVE) FROBNICATE")[-1].startswith(b"i BAD")
+    assert r.cmd(b"j", b"SEARCH $")[0] == b"* SEARCH"
+    # saved in another mailbox: empty here
+    r.cmd(b"k", b"SEARCH RETURN (SAVE) ALL")
+    r.cmd(b"s2", b"SELECT Drafts")
+    assert r.cmd(b"l", b"SEARCH $") == [b"* SEARCH", b"l OK SEARCH completed"]
+    r.close()
+
+
+def test_status_deleted_items(imap):
+    m = login(imap)
+    big = message("big", "d" * 5000 + "\r\n")
+    m.append("Drafts", r"(\Deleted)", None, big)
+    m.append("Drafts", None, None, message("keep"))
+    m.append("Drafts", r"(\Deleted \Seen)", None, message("small"))
+    typ, data = m.status("Drafts", "(MESSAGES DELETED DELETED-STORAGE)")
+    assert typ == "OK"
+    kib = kib_up(stored(big) + stored(message("small")))
+    assert data == [b'"Drafts" (MESSAGES 3 DELETED 2 DELETED-STORAGE %d)' % kib]
+    typ, data = m.status("Sent", "(DELETED)")
+    assert data == [b'"Sent" (DELETED 0)']
+    # through LIST-STATUS as well; nothing moved or changed by looking
+    typ, data = m._simple_command("LIST", '""', "Drafts", "RETURN", "(STATUS (DELETED MESSAGES))")
+    typ, data = m._untagged_response(typ, data, "STATUS")
+    assert data == [b'"Drafts" (MESSAGES 3 DELETED 2)']
     m.logout()

@@ -144,7 +144,8 @@ def make_servers(args, workdir, stores, users):
                    log_level="warn", script="bench_imap.py")
     procs = max(args.idle_dovecot, max(args.clients)) + 200
     dc = Dovecot(workdir, stores[1], users, PORT_DOVECOT, "imap",
-                 DOVECOT_IMAP_CONF.format(port=PORT_DOVECOT, procs=procs, clients=procs + 1000,
+                 # auth and anvil serve imap, imap-login and imap-urlauth-login: 3 x procs
+                 DOVECOT_IMAP_CONF.format(port=PORT_DOVECOT, procs=procs, clients=4 * procs + 1000,
                                           cores=os.cpu_count() or 2,
                                           min_avail=max(args.clients)),
                  script="bench_imap.py", instance="mfbench-imap-dovecot")
@@ -177,7 +178,8 @@ def run_workload(args, server, clients, duration=None, iterations=None):
                             proc.stderr.strip()[-3000:], server.name, server.log_tail()))
     ops = int(fig["ops"])
     return {"rate": float(fig["rate"]), "ops": ops, "cpu_us": cpu * 1e6 / ops,
-            "client_cpu_s": float(fig["client_cpu_s"])}
+            "client_cpu_s": float(fig["client_cpu_s"]),
+            "latency": {k[3:]: float(v) for k, v in fig.items() if k.startswith("ms_")}}
 
 
 def run_script(args, server, user, *commands):
@@ -328,6 +330,8 @@ def bench(args, workdir):
                     res["load"].setdefault((s.name, clients), []).append(r)
                     log("  round %d %2d clients %-9s %9.1f ops/s  %7.1f us CPU/op  (%d ops)"
                         % (rnd + 1, clients, s.name, r["rate"], r["cpu_us"], r["ops"]))
+                    log("      mean ms per command: " + " ".join(
+                        "%s %.1f" % (k, v) for k, v in r["latency"].items()))
         for s, count in ((servers[0], args.idle), (servers[1], args.idle_dovecot)):
             m = res["idle"][s.name] = idle_memory(args, s, count)
             log("  IDLE %-9s %d connections (set up in %.1f s): RSS %.1f MB over %d process(es)"
@@ -382,6 +386,9 @@ def main(argv):
             return 2
     if shutil.which("dovecot") is None:
         log("bench_imap: dovecot not installed (make deps)")
+        return 2
+    if args.workdir and os.path.isdir(args.workdir) and os.listdir(args.workdir):
+        log("bench_imap: --workdir %s is not empty" % args.workdir)
         return 2
     workdir = args.workdir or tempfile.mkdtemp(prefix="mf-bench-imap-", dir="/var/tmp")
     os.makedirs(workdir, exist_ok=True)

@@ -115,6 +115,19 @@ def measure(pid, port, user, password, count, timeout=120.0):
             "per_conn_bytes": (rss - base) * 1024 / count}
 
 
+def fill_inbox(port, user, password, count):
+    import imaplib
+    if count == 0:
+        return
+    m = imaplib.IMAP4("127.0.0.1", port, timeout=60)
+    m.login(user, password)
+    for i in range(count):
+        msg = ("From: s@remote.test\r\nTo: %s\r\nSubject: message %d\r\n"
+               "Message-ID: <%d@idle.test>\r\n\r\nbody %d\r\n" % (user, i, i, i)).encode()
+        m.append("INBOX", None, None, msg)
+    m.logout()
+
+
 def node_settings(count):
     return {"limits": {"connections_max": max(20000, count + 100), "connections_per_ip": 0},
             "threads": {"event": 2, "worker": 8}}
@@ -124,6 +137,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--build", default="build", help="build dir with mailfleetd (default build)")
+    ap.add_argument("--messages", type=int, default=0,
+                    help="messages in the INBOX every session selects (default 0)")
     args = ap.parse_args()
     os.environ["MF_BUILD"] = args.build
     import mf as harness
@@ -142,14 +157,15 @@ def main():
         with open(node.config_path, "w") as f:
             f.write(harness.render_config(node.settings))
         node.start()
+        fill_inbox(port, "a@example.test", "secret", args.messages)
         try:
             r = measure(node.pid, port, "a@example.test", "secret", args.count, timeout=600)
         finally:
             problems = env.stop_all()
-        print("%d idling connections in %.1f s: RSS %.1f MiB (baseline %.1f MiB), "
-              "%.0f bytes per connection" % (
-                  r["count"], r["secs"], r["rss_kib"] / 1024, r["baseline_kib"] / 1024,
-                  r["per_conn_bytes"]))
+        print("%d idling connections (INBOX of %d messages) in %.1f s: RSS %.1f MiB "
+              "(baseline %.1f MiB), %.0f bytes per connection" % (
+                  r["count"], args.messages, r["secs"], r["rss_kib"] / 1024,
+                  r["baseline_kib"] / 1024, r["per_conn_bytes"]))
         if problems:
             print("\n".join(problems), file=sys.stderr)
             return 1

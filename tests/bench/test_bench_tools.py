@@ -250,8 +250,10 @@ def test_imapload_idle_and_script_modes(imap_server):
     proc.stdin.close()
     out, err = proc.stdout.read(), proc.stderr.read()
     assert proc.wait(timeout=60) == 0, ready + out + err
-    assert figures(ready)["idling"] == "30" and figures(ready)["errors"] == "0"
-    assert figures(out)["closed"] == "30"
+    assert ready.startswith("ready ") and out.startswith("done ")
+    ready, out = figures(ready[6:]), figures(out[5:])
+    assert (ready["idling"], ready["errors"]) == ("30", "0")
+    assert (out["closed"], out["errors"]) == ("30", "0")
     proc = imapload("--script", "--port", port, "--user", "u1@bench.test", "--",
                     "SELECT INBOX", "FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)")
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,8 @@
  *   returns an APPENDUID, UID EXPUNGE reports the expunge); any NO, BAD,
  *   unexpected BYE, malformed or wrong answer is an error, the session is
  *   dropped and a new one started. Prints one line of key=value figures; exits
- *   1 when there was any error or no operation completed.
+ *   1 when there was any error or no operation completed; ms_<command>= is the
+ *   mean latency of each command of the session.
  *
  * Idle mode:   imapload --idle C --port P [--users U] [--messages M] ...
  *   Opens C connections (users cycled), each LOGIN, SELECT INBOX, IDLE; prints
@@ -98,6 +99,7 @@ struct iconn {
 	struct rline line;
 	unsigned tagn;
 	char tag[16];
+	uint64_t sent_us;   /* when the last command was sent */
 	char err[LOAD_ERR_MAX];
 };
 
@@ -122,12 +124,23 @@ struct session_state {
 	bool body_ok;
 };
 
+/* The commands of a session, for the latency figures. */
+enum op_kind {
+	OP_LOGIN, OP_SELECT, OP_FETCH_HEADERS, OP_FETCH_BODY, OP_STORE_SEEN, OP_SEARCH_UNSEEN,
+	OP_SEARCH_FROM, OP_APPEND, OP_STORE_DELETED, OP_EXPUNGE, OP_LOGOUT, OP_COUNT
+};
+static const char *const op_names[OP_COUNT] = {
+	"login", "select", "fetch_headers", "fetch_body", "store_seen", "search_unseen",
+	"search_from", "append", "store_deleted", "expunge", "logout",
+};
+
 struct client {
 	const struct load_opts *opts;
 	unsigned index;
 	pthread_t tid;
 	struct iconn *conn;
 	unsigned long long ops, errors, sessions;
+	unsigned long long op_count[OP_COUNT], op_us[OP_COUNT];
 	unsigned rand_state;
 	char first_error[LOAD_ERR_MAX + 64];
 };
@@ -377,6 +390,7 @@ static int send_cmd(struct iconn *c, const char *fmt, ...)
 	if ((size_t)n >= sizeof(cmd) - 2)
 		return fail(c, "command too long");
 	memcpy(cmd + n, "\r\n", 2);
+	c->sent_us = mf_now_us();
 	return conn_write(c, cmd, (size_t)n + 2);
 }
 
@@ -621,6 +635,14 @@ static int on_logout(struct iconn *c, struct session_state *st, const struct rli
 	return 0;
 }
 
+/* A command completed and checked: one operation, its latency noted. */
+static void op_done(struct client *cl, enum op_kind kind)
+{
+	cl->ops++;
+	cl->op_count[kind]++;
+	cl->op_us[kind] += mf_now_us() - cl->conn->sent_us;
+}
+
 static int cmd_login(struct client *cl, const char *user)
 {
 	struct iconn *c = cl->conn;
@@ -628,7 +650,7 @@ static int cmd_login(struct client *cl, const char *user)
 	if (send_cmd(c, "LOGIN \"%s\" \"%s\"", user, cl->opts->password) < 0 ||
 	    read_until_tagged(c, "LOGIN", NULL, NULL, false, false) < 0)
 		return -1;
-	cl->ops++;
+	op_done(cl, OP_LOGIN);
 	return 0;
 }
 
@@ -656,7 +678,7 @@ static int cmd_select(struct client *cl, struct session_state *st)
 	if (st->uidvalidity == 0 || st->uidnext <= st->exists)
 		return fail(c, "SELECT: UIDVALIDITY %u UIDNEXT %u with %u messages",
 			    st->uidvalidity, st->uidnext, st->exists);
-	cl->ops++;
+	op_done(cl, OP_SELECT);
 	return 0;
 }
 
@@ -677,7 +699,7 @@ static int cmd_fetch(struct client *cl, struct session_state *st)
 	for (unsigned i = 0; i < st->fetched; i++)
 		if (st->fetch_uid[i] < lo || st->fetch_uid[i] > hi || st->fetch_index[i] >= o->messages)
 			return fail(c, "UID FETCH %u:%u: UID %u out of range", lo, hi, st->fetch_uid[i]);
-	cl->ops++;
+	op_done(cl, OP_FETCH_HEADERS);
 
 	unsigned k = next_rand(&cl->rand_state) % st->fetched;
 	st->body_slot = k;
@@ -688,7 +710,7 @@ static int cmd_fetch(struct client *cl, struct session_state *st)
 	if (!st->body_ok)
 		return fail(c, "UID FETCH %u BODY.PEEK[]: no body returned", st->fetch_uid[k]);
 	st->store_uid = st->fetch_uid[k];
-	cl->ops++;
+	op_done(cl, OP_FETCH_BODY);
 	return 0;
 }
 
@@ -704,7 +726,7 @@ static int cmd_store_seen(struct client *cl, struct session_state *st, bool add)
 	if (!st->store_reported)
 		return fail(c, "UID STORE %u %cFLAGS: no FETCH response with the new flags",
 			    st->store_uid, add ? '+' : '-');
-	cl->ops++;
+	op_done(cl, OP_STORE_SEEN);
 	return 0;
 }
 
@@ -722,7 +744,7 @@ static int cmd_search(struct client *cl, struct session_state *st)
 		return fail(c, "UID SEARCH UNSEEN: %u UIDs (expected %u)%s%s", st->search_count,
 			    o->messages - 1, st->search_has_uid ? ", including the one just marked \\Seen" : "",
 			    st->search_bad_uid ? ", some out of range" : "");
-	cl->ops++;
+	op_done(cl, OP_SEARCH_UNSEEN);
 
 	unsigned sender = next_rand(&cl->rand_state) % o->senders;
 	unsigned want = o->messages / o->senders + (sender < o->messages % o->senders ? 1 : 0);
@@ -734,7 +756,7 @@ static int cmd_search(struct client *cl, struct session_state *st)
 	if (st->search_count != want || st->search_bad_uid)
 		return fail(c, "UID SEARCH FROM s%02u@remote.test: %u UIDs, expected %u%s", sender,
 			    st->search_count, want, st->search_bad_uid ? ", some out of range" : "");
-	cl->ops++;
+	op_done(cl, OP_SEARCH_FROM);
 	return 0;
 }
 
@@ -772,7 +794,7 @@ static int cmd_append(struct client *cl, struct session_state *st, unsigned long
 		return fail(c, "APPEND: %s (UIDVALIDITY %u, UIDNEXT %u)", c->line.data,
 			    st->uidvalidity, st->uidnext);
 	st->append_uid = (unsigned)uid;
-	cl->ops++;
+	op_done(cl, OP_APPEND);
 	return 0;
 }
 
@@ -783,7 +805,7 @@ static int cmd_expunge(struct client *cl, struct session_state *st)
 	if (send_cmd(c, "UID STORE %u +FLAGS.SILENT (\\Deleted)", st->append_uid) < 0 ||
 	    read_until_tagged(c, "UID STORE +FLAGS.SILENT (\\Deleted)", NULL, NULL, false, false) < 0)
 		return -1;
-	cl->ops++;
+	op_done(cl, OP_STORE_DELETED);
 	st->expunges = 0;
 	if (send_cmd(c, "UID EXPUNGE %u", st->append_uid) < 0 ||
 	    read_until_tagged(c, "UID EXPUNGE", on_expunge, st, false, false) < 0)
@@ -791,7 +813,7 @@ static int cmd_expunge(struct client *cl, struct session_state *st)
 	if (st->expunges != 1 || st->expunge_seq != cl->opts->messages + 1)
 		return fail(c, "UID EXPUNGE %u: %u EXPUNGE responses (last for %u), expected one for %u",
 			    st->append_uid, st->expunges, st->expunge_seq, cl->opts->messages + 1);
-	cl->ops++;
+	op_done(cl, OP_EXPUNGE);
 	return 0;
 }
 
@@ -805,7 +827,7 @@ static int cmd_logout(struct client *cl, struct session_state *st)
 		return -1;
 	if (st->expunges != 1)
 		return fail(c, "LOGOUT: no BYE");
-	cl->ops++;
+	op_done(cl, OP_LOGOUT);
 	return 0;
 }
 
@@ -900,9 +922,18 @@ static int run_load(const struct load_opts *o)
 			first = clients[i].first_error;
 	}
 	double secs = (double)(mf_now_us() - t0) / 1e6;
-	printf("clients=%u sessions=%llu ops=%llu errors=%llu seconds=%.3f rate=%.1f client_cpu_s=%.3f\n",
+	printf("clients=%u sessions=%llu ops=%llu errors=%llu seconds=%.3f rate=%.1f client_cpu_s=%.3f",
 	       o->clients, sessions, ops, errors, secs, secs > 0 ? (double)ops / secs : 0.0,
 	       cpu_seconds() - cpu0);
+	for (unsigned k = 0; k < OP_COUNT; k++) {
+		unsigned long long n = 0, us = 0;
+		for (unsigned i = 0; i < o->clients; i++) {
+			n += clients[i].op_count[k];
+			us += clients[i].op_us[k];
+		}
+		printf(" ms_%s=%.3f", op_names[k], n > 0 ? (double)us / (double)n / 1e3 : 0.0);
+	}
+	printf("\n");
 	fflush(stdout);
 	if (first != NULL)
 		fprintf(stderr, "imapload: %llu error(s); first: %s\n", errors, first);

@@ -248,8 +248,11 @@ static void test_folders_and_subscriptions(void)
 	errno = 0;
 	CHECK(mailbox_create(store, DOM, USR, "a", &error) < 0 && errno == EEXIST);
 	CHECK(mailbox_create(store, DOM, USR, "x.y", &error) < 0);
+	CHECK(mailbox_delete(store, DOM, USR, "a", &error) == 0);   /* a/b stays, "a" is \Noselect */
+	CHECK(store_folder_exists(store, DOM, USR, "a") == 0);
 	errno = 0;
 	CHECK(mailbox_delete(store, DOM, USR, "a", &error) < 0 && errno == ENOTEMPTY);
+	CHECK(mailbox_create(store, DOM, USR, "a", &error) == 0);
 	deliver(store, "a/b", "Subject: in a/b\n\nz\n");
 	CHECK(mailbox_rename(store, DOM, USR, "a", "c/d", &error) == 0);
 	CHECK(mailbox_list_folders(store, DOM, USR, &names, &error) == 0);
