@@ -97,14 +97,15 @@ static void append_work(struct imap_job *job)
 	buf_printf(&job->out, "%s OK [APPENDUID %u %u] Append completed\r\n", job->tag, validity, uid);
 }
 
-static bool append_parse(const struct imap_command *cmd, struct append_data *d)
+static bool append_parse(const struct imap_session *s, const struct imap_command *cmd,
+			 struct append_data *d)
 {
 	const struct imap_arg *list;
 	size_t count, i = 1;
 	const char *kw[MAILBOX_KEYWORDS_MAX], *date;
 
 	if (cmd->arg_count < 2 || cmd->arg_count > 4 ||
-	    !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name)))
+	    !imap_client_mailbox_name(s, &cmd->args[0], d->name, sizeof(d->name)))
 		return false;
 	if (imap_arg_get_list(&cmd->args[i], &list, &count)) {
 		if (!imap_parse_flags(list, count, &d->flags, kw, &d->kw_count))
@@ -127,7 +128,7 @@ void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 	struct append_data *d = mf_calloc(1, sizeof(*d));
 	struct imap_job *job;
 
-	if (!append_parse(cmd, d)) {
+	if (!append_parse(s, cmd, d)) {
 		append_data_free(d);
 		imap_bad(s, cmd->tag, "Invalid APPEND arguments");
 		return;

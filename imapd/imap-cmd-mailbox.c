@@ -22,8 +22,10 @@ static const struct {
 	{ "\\Draft", MAILBOX_FLAG_DRAFT }, { "$Forwarded", MAILBOX_FLAG_FORWARDED },
 };
 
-void imap_write_flags(const struct mailbox *box, const struct mailbox_msg *m, struct buf *out)
+void imap_write_flags(const struct imap_session *s, const struct mailbox_msg *m, struct buf *out)
 {
+	const struct mailbox *box = s->box;
+	bool rev2 = s->imap4rev2;    /* no \Recent in IMAP4rev2 (RFC 9051 2.3.2) */
 	bool first = true;
 
 	buf_append(out, "(", 1);
@@ -39,7 +41,7 @@ void imap_write_flags(const struct mailbox *box, const struct mailbox_msg *m, st
 			first = false;
 		}
 	}
-	if (m->recent)
+	if (m->recent && !rev2)
 		buf_printf(out, "%s\\Recent", first ? "" : " ");
 	buf_append(out, ")", 1);
 }
@@ -88,6 +90,19 @@ bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags
 int imap_msgset(struct imap_session *s, const char *set, bool uid, unsigned **idx_r,
 		unsigned *count_r)
 {
+	if (strcmp(set, "$") == 0) {
+		/* SEARCHRES (RFC 5182): the saved result, a UID set in any command */
+		char *saved = imap_searchres_uidset(s);
+		int ret = 0;
+		if (saved[0] == '\0') {
+			*idx_r = mf_calloc(1, sizeof(**idx_r));
+			*count_r = 0;
+		} else {
+			ret = imap_msgset(s, saved, true, idx_r, count_r);
+		}
+		free(saved);
+		return ret;
+	}
 	struct imap_seq_range *ranges;
 	size_t nranges;
 	const char *error;
@@ -202,7 +217,7 @@ static void write_updates(struct imap_session *s, const struct imap_view_msg *ol
 		if (j < old_count && old[j].uid == m->uid &&
 		    (old[j].flags != m->flags || old[j].keywords != m->keywords)) {
 			buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
-			imap_write_flags(box, m, out);
+			imap_write_flags(s, m, out);
 			imap_write_modseq(s, m, out);
 			buf_printf(out, ")\r\n");
 		}
@@ -278,7 +293,7 @@ static void write_qresync(struct imap_session *s, const struct select_data *d, s
 		    (d->q_known != NULL && !imap_seqset_contains(d->q_known, d->q_known_count, m->uid)))
 			continue;
 		buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
-		imap_write_flags(box, m, out);
+		imap_write_flags(s, m, out);
 		imap_write_modseq(s, m, out);
 		buf_printf(out, ")\r\n");
 	}
@@ -310,8 +325,14 @@ static void write_select(struct imap_session *s, struct imap_job *job, struct ma
 			first_unseen = i + 1;
 	}
 	buf_printf(out, "* %u EXISTS\r\n", box->count);
-	if (!s->imap4rev2)
+	if (!s->imap4rev2) {
 		buf_printf(out, "* %u RECENT\r\n", recent);
+	} else {
+		/* RFC 9051 6.3.2: the mailbox's LIST line */
+		buf_printf(out, "* LIST () \"/\" ");
+		imap_append_mailbox_name(s, out, box->name);
+		buf_printf(out, "\r\n");
+	}
 	if (first_unseen != 0 && !s->imap4rev2)
 		buf_printf(out, "* OK [UNSEEN %u] First unseen\r\n", first_unseen);
 	buf_printf(out, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
@@ -412,7 +433,7 @@ static void select_common(struct imap_session *s, const struct imap_command *cmd
 	struct select_data *d = mf_calloc(1, sizeof(*d));
 	struct imap_job *job;
 
-	if (cmd->arg_count < 1 || !imap_mailbox_name(&cmd->args[0], d->name, sizeof(d->name))) {
+	if (cmd->arg_count < 1 || !imap_client_mailbox_name(s, &cmd->args[0], d->name, sizeof(d->name))) {
 		select_data_free(d);
 		imap_bad(s, cmd->tag, "Invalid mailbox name");
 		return;
@@ -423,6 +444,7 @@ static void select_common(struct imap_session *s, const struct imap_command *cmd
 			 "Invalid SELECT parameters (QRESYNC needs ENABLE QRESYNC first)");
 		return;
 	}
+	imap_searchres_reset(s);
 	/* the previous mailbox is closed even if this SELECT fails */
 	if (s->box != NULL) {
 		mailbox_free(&s->box);
@@ -450,6 +472,7 @@ void imap_cmd_examine(struct imap_session *s, const struct imap_command *cmd)
 
 void imap_cmd_unselect(struct imap_session *s, const struct imap_command *cmd)
 {
+	imap_searchres_reset(s);
 	mailbox_free(&s->box);
 	s->state = IMAP_STATE_AUTH;
 	imap_tagged(s, cmd->tag, "OK Unselect completed");
@@ -536,6 +559,7 @@ static void expunge_work(struct imap_job *job)
 
 static void close_finish(struct imap_job *job)
 {
+	imap_searchres_reset(job->s);
 	job->s->state = IMAP_STATE_AUTH;
 	mailbox_free(&job->s->box);
 }
@@ -571,6 +595,7 @@ void imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
 	struct imap_job *job;
 
 	if (s->read_only) {
+		imap_searchres_reset(s);
 		mailbox_free(&s->box);
 		s->state = IMAP_STATE_AUTH;
 		imap_tagged(s, cmd->tag, "OK Close completed");
@@ -653,7 +678,7 @@ static void store_write_fetch(struct imap_session *s, const struct store_data *d
 		buf_printf(out, "UID %u ", m->uid);
 	if (!silent) {
 		buf_printf(out, "FLAGS ");
-		imap_write_flags(s->box, m, out);
+		imap_write_flags(s, m, out);
 		imap_write_modseq(s, m, out);
 	} else {
 		buf_printf(out, "MODSEQ (%llu)", (unsigned long long)m->modseq);
@@ -710,7 +735,7 @@ static void store_work(struct imap_job *job)
 		} else if (m->modseq != before[i].modseq) {
 			/* failed the condition: the client learns the state it lost to */
 			buf_printf(&job->out, "* %u FETCH (UID %u FLAGS ", d->idx[i] + 1, m->uid);
-			imap_write_flags(box, m, &job->out);
+			imap_write_flags(s, m, &job->out);
 			buf_printf(&job->out, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 		}
 	}
@@ -889,7 +914,7 @@ static void copy_common(struct imap_session *s, const struct imap_command *cmd, 
 	d->uid = strncmp(cmd->name, "UID ", 4) == 0;
 	d->move = move;
 	if (cmd->arg_count != 2 || !imap_arg_get_atom(&cmd->args[0], &set) ||
-	    !imap_mailbox_name(&cmd->args[1], d->dest, sizeof(d->dest)) ||
+	    !imap_client_mailbox_name(s, &cmd->args[1], d->dest, sizeof(d->dest)) ||
 	    imap_msgset(s, set, d->uid, &d->idx, &d->count) < 0) {
 		copy_data_free(d);
 		imap_bad(s, cmd->tag, "Invalid arguments");

@@ -25,6 +25,7 @@
 enum fetch_type {
 	F_FLAGS, F_UID, F_SIZE, F_INTERNALDATE, F_ENVELOPE, F_BODYSTRUCTURE, F_BODY,
 	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT, F_MODSEQ,
+	F_BINARY, F_BINARY_SIZE,       /* RFC 3516 / RFC 9051 */
 };
 
 enum section_kind { SEC_WHOLE, SEC_HEADER, SEC_TEXT, SEC_MIME, SEC_FIELDS, SEC_FIELDS_NOT };
@@ -50,6 +51,7 @@ struct fetch_data {
 	bool failed;
 	/* (CHANGEDSINCE n [VANISHED]) modifiers, RFC 7162 3.1.4 / 3.2.6 */
 	bool changed_since_set, vanished, has_modseq;
+	bool unknown_cte;              /* a BINARY part had an unknown encoding */
 	/* every item needing the message can come from the cache (cacheable),
 	 * or at least one cacheable item is asked for (wants_cache) */
 	bool cacheable, wants_cache;
@@ -92,7 +94,8 @@ static bool item_from_cache(const struct fetch_item *it)
 static bool item_needs_data(enum fetch_type t)
 {
 	return t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_SECTION ||
-		t == F_RFC822 || t == F_RFC822_HEADER || t == F_RFC822_TEXT;
+		t == F_RFC822 || t == F_RFC822_HEADER || t == F_RFC822_TEXT || t == F_BINARY ||
+		t == F_BINARY_SIZE;
 }
 
 /* ---- parsing the items ---- */
@@ -185,6 +188,44 @@ static bool parse_body_item(struct fetch_item *it, const char *atom)
 	return true;
 }
 
+/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part]:
+ * only part numbers between the brackets. */
+static bool parse_binary_item(struct fetch_item *it, const char *atom)
+{
+	const char *open = strchr(atom, '['), *close = strchr(atom, ']');
+	size_t name_len = open != NULL ? (size_t)(open - atom) : 0;
+
+	if (open == NULL || close == NULL || close < open)
+		return false;
+	if (name_len == 11 && strncasecmp(atom, "BINARY.SIZE", 11) == 0)
+		it->type = F_BINARY_SIZE;
+	else if ((name_len == 6 && strncasecmp(atom, "BINARY", 6) == 0) ||
+		 (name_len == 11 && strncasecmp(atom, "BINARY.PEEK", 11) == 0))
+		it->type = F_BINARY;
+	else
+		return false;
+	it->peek = name_len == 11;
+	it->section = mf_strndup(open + 1, (size_t)(close - open - 1));
+	it->nums = mf_strdup(it->section);
+	for (const char *p = it->nums; *p != '\0'; p++) {
+		bool digit = *p >= '0' && *p <= '9';
+		if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
+			return false;
+	}
+	it->kind = SEC_WHOLE;
+	if (close[1] == '\0')
+		return true;
+	unsigned long long a, b;
+	int used = 0;
+	if (it->type == F_BINARY_SIZE || sscanf(close + 1, "<%llu.%llu>%n", &a, &b, &used) != 2 ||
+	    close[1 + used] != '\0' || b == 0)
+		return false;
+	it->partial = true;
+	it->start = a;
+	it->len = b;
+	return true;
+}
+
 static bool add_item(struct fetch_data *d, const char *atom)
 {
 	static const struct { const char *name; enum fetch_type type; } simple[] = {
@@ -207,6 +248,8 @@ static bool add_item(struct fetch_data *d, const char *atom)
 	}
 	if (strncasecmp(atom, "BODY[", 5) == 0 || strncasecmp(atom, "BODY.PEEK[", 10) == 0)
 		return parse_body_item(it, atom);
+	if (strncasecmp(atom, "BINARY", 6) == 0)
+		return parse_binary_item(it, atom);
 	return false;
 }
 
@@ -273,12 +316,15 @@ static bool fetch_parse(const struct imap_command *cmd, struct fetch_data *d)
 	for (unsigned i = 0; i < d->count; i++) {
 		enum fetch_type t = d->items[i].type;
 		if (t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_SECTION ||
+		    t == F_BINARY || t == F_BINARY_SIZE ||
 		    t == F_RFC822 || t == F_RFC822_HEADER || t == F_RFC822_TEXT)
 			d->need_data = true;
 		if (t == F_ENVELOPE || t == F_BODYSTRUCTURE || t == F_BODY || t == F_RFC822_HEADER ||
-		    t == F_RFC822_TEXT || (t == F_SECTION && (d->items[i].kind != SEC_WHOLE || d->items[i].nums[0] != '\0')))
+		    t == F_RFC822_TEXT || t == F_BINARY || t == F_BINARY_SIZE ||
+		    (t == F_SECTION && (d->items[i].kind != SEC_WHOLE || d->items[i].nums[0] != '\0')))
 			d->need_parse = true;
-		if ((t == F_SECTION && !d->items[i].peek) || t == F_RFC822 || t == F_RFC822_TEXT)
+		if (((t == F_SECTION || t == F_BINARY) && !d->items[i].peek) || t == F_RFC822 ||
+		    t == F_RFC822_TEXT)
 			d->sets_seen = true;
 		if (t == F_FLAGS)
 			d->has_flags = true;
@@ -480,6 +526,54 @@ static void write_section(struct buf *out, const struct mime_message *msg, const
 	buf_free(&sec);
 }
 
+/* The decoded content of a BINARY section into sec: the whole message as
+ * it is for [], else the part's body with its transfer encoding undone.
+ * -1 for an unknown encoding. */
+static int binary_text(const struct mime_message *msg, const unsigned char *data, size_t len,
+		       const struct fetch_item *it, struct buf *sec)
+{
+	const struct mime_part *part;
+	const char *end;
+	struct buf crlf;
+	int ret;
+
+	if (it->nums[0] == '\0') {
+		append_crlf(sec, data, len);
+		return 0;
+	}
+	part = imap_section_part(msg, it->nums, &end);
+	if (part == NULL || *end != '\0')
+		return 0;      /* no such part: empty, as for BODY[] */
+	buf_init(&crlf, 0);
+	append_crlf(&crlf, data + part->body_offset, part->body.physical);
+	ret = mime_decode_transfer(part->kind == MIME_PART_MULTIPART || part->kind == MIME_PART_MESSAGE ?
+				   NULL : part->encoding, crlf.data != NULL ? crlf.data : (const unsigned char *)"",
+				   crlf.len, sec);
+	buf_free(&crlf);
+	return ret;
+}
+
+/* BINARY[...] (literal8 when the content has a NUL) or BINARY.SIZE[...]. */
+static void write_binary(struct buf *out, const struct fetch_item *it, const struct buf *sec)
+{
+	if (it->type == F_BINARY_SIZE) {
+		buf_printf(out, "BINARY.SIZE[%s] %zu", it->section, sec->len);
+		return;
+	}
+	size_t start = 0, len = sec->len;
+	if (it->partial) {
+		start = it->start < sec->len ? (size_t)it->start : sec->len;
+		len = MF_MIN(sec->len - start, it->len);
+		buf_printf(out, "BINARY[%s]<%llu> ", it->section, (unsigned long long)it->start);
+	} else {
+		buf_printf(out, "BINARY[%s] ", it->section);
+	}
+	bool nul = len > 0 && memchr(sec->data + start, '\0', len) != NULL;
+	buf_printf(out, "%s{%zu}\r\n", nul ? "~" : "", len);
+	if (len > 0)
+		buf_append(out, sec->data + start, len);
+}
+
 static void write_date(struct buf *out, int64_t t)
 {
 	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
@@ -500,7 +594,7 @@ static void write_item(struct imap_session *s, struct buf *out, const struct fet
 	switch (it->type) {
 	case F_FLAGS:
 		buf_printf(out, "FLAGS ");
-		imap_write_flags(s->box, m, out);
+		imap_write_flags(s, m, out);
 		break;
 	case F_UID:
 		buf_printf(out, "UID %u", m->uid);
@@ -571,6 +665,26 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++)
 			buf_free(&cache_bufs[i]);
 	}
+	/* BINARY sections first: an unknown encoding fails the message */
+	struct buf *bin = NULL;
+	for (unsigned i = 0; i < d->count && msg != NULL; i++) {
+		enum fetch_type t = d->items[i].type;
+		if (t != F_BINARY && t != F_BINARY_SIZE)
+			continue;
+		if (bin == NULL)
+			bin = mf_calloc(d->count, sizeof(*bin));
+		buf_init(&bin[i], 0);
+		if (binary_text(msg, data, len, &d->items[i], &bin[i]) < 0)
+			d->unknown_cte = true;
+	}
+	if (d->unknown_cte && bin != NULL) {
+		for (unsigned i = 0; i < d->count; i++)
+			buf_free(&bin[i]);
+		free(bin);
+		mime_message_free(&msg);
+		free(data);
+		return 0;
+	}
 	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0) {
 		const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
 		bool modified = false, expunged = false;
@@ -592,15 +706,23 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		if (!first)
 			buf_append(&job->out, " ", 1);
 		first = false;
-		write_item(s, &job->out, &d->items[i], m, msg, data, len, ce);
+		if (d->items[i].type == F_BINARY || d->items[i].type == F_BINARY_SIZE)
+			write_binary(&job->out, &d->items[i], &bin[i]);
+		else
+			write_item(s, &job->out, &d->items[i], m, msg, data, len, ce);
 	}
 	if (seen_now && !d->has_flags) {
 		buf_printf(&job->out, "%sFLAGS ", first ? "" : " ");
-		imap_write_flags(s->box, m, &job->out);
+		imap_write_flags(s, m, &job->out);
 	}
 	if (seen_now && !d->has_modseq && s->condstore)
 		buf_printf(&job->out, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 	buf_printf(&job->out, ")\r\n");
+	if (bin != NULL) {
+		for (unsigned i = 0; i < d->count; i++)
+			buf_free(&bin[i]);
+		free(bin);
+	}
 	mime_message_free(&msg);
 	free(data);
 	return 0;
@@ -629,7 +751,9 @@ static void fetch_work(struct imap_job *job)
 	}
 	mailbox_cache_flush(job->s->box);
 	mailbox_cache_release(job->s->box);
-	if (d->failed && !d->uid)
+	if (d->unknown_cte)
+		buf_printf(&job->out, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n", job->tag);
+	else if (d->failed && !d->uid)
 		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some messages were expunged\r\n", job->tag);
 	else
 		buf_printf(&job->out, "%s OK Fetch completed\r\n", job->tag);

@@ -145,10 +145,10 @@ void imap_notify_begin(struct imap_session *s, const struct imap_command *cmd)
 	if (s->box != NULL && name_in(cmd->name, on_selected))
 		s->notify_path = mf_strdup(s->box->path);
 	if (name_in(cmd->name, to_target) && cmd->arg_count == 2 &&
-	    imap_mailbox_name(&cmd->args[1], name, sizeof(name)))
+	    imap_client_mailbox_name(s, &cmd->args[1], name, sizeof(name)))
 		s->notify_name = mf_strdup(name);
 	else if (strcmp(cmd->name, "APPEND") == 0 && cmd->arg_count >= 1 &&
-		 imap_mailbox_name(&cmd->args[0], name, sizeof(name)))
+		 imap_client_mailbox_name(s, &cmd->args[0], name, sizeof(name)))
 		s->notify_name = mf_strdup(name);
 }
 

@@ -186,8 +186,9 @@ void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 		     const unsigned char *data, size_t len);
 
 /* ---- helpers in imap-cmd-mailbox.c ---- */
-/* The flag list "(\Seen $Label1 ...)" of msg. */
-void imap_write_flags(const struct mailbox *box, const struct mailbox_msg *m, struct buf *out);
+/* The flag list "(\Seen $Label1 ...)" of msg in s->box (\Recent only
+ * before IMAP4rev2). */
+void imap_write_flags(const struct imap_session *s, const struct mailbox_msg *m, struct buf *out);
 /* Snapshot of what the client knows; free(). */
 struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_r);
 /* Syncs s->box (worker thread) and writes the untagged EXPUNGE / EXISTS /

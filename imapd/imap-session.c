@@ -130,6 +130,7 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 		   " CHILDREN SPECIAL-USE LIST-EXTENDED STATUS=SIZE APPENDLIMIT=%zu",
 		   s->limits->message_size_max);
 	buf_printf(out, " ESEARCH LIST-STATUS CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE");
+	buf_printf(out, " IMAP4rev2 SEARCHRES BINARY");
 	if (s->state == IMAP_STATE_NOAUTH) {
 		if (conn_tls_available(s->conn))
 			buf_printf(out, " STARTTLS");
