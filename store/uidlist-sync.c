@@ -37,6 +37,7 @@ struct sync_ctx {
 
 struct listed {
 	char *name;
+	size_t base_len;      /* maildir_base_len(name), computed once */
 	bool in_new;
 	bool matched;
 };
@@ -250,7 +251,8 @@ static int list_cb(void *ctx, const char *name)
 		s->cap = s->cap * 2 + 64;
 		s->files = mf_realloc(s->files, s->cap * sizeof(*s->files));
 	}
-	s->files[s->nfiles++] = (struct listed){ .name = mf_strdup(name), .in_new = l->in_new };
+	s->files[s->nfiles++] = (struct listed){ .name = mf_strdup(name), .in_new = l->in_new,
+						 .base_len = maildir_base_len(name) };
 	return 0;
 }
 
@@ -273,9 +275,8 @@ static int list_mailbox(struct sync_ctx *s)
 	return 0;
 }
 
-static int cmp_base(const char *a, const char *b)
+static int cmp_base_len(const char *a, size_t alen, const char *b, size_t blen)
 {
-	size_t alen = maildir_base_len(a), blen = maildir_base_len(b);
 	int ret = memcmp(a, b, MF_MIN(alen, blen));
 
 	return ret != 0 ? ret : (alen > blen) - (alen < blen);
@@ -283,16 +284,18 @@ static int cmp_base(const char *a, const char *b)
 
 static int listed_cmp(const void *a, const void *b)
 {
-	return cmp_base(((const struct listed *)a)->name, ((const struct listed *)b)->name);
+	const struct listed *x = a, *y = b;
+
+	return cmp_base_len(x->name, x->base_len, y->name, y->base_len);
 }
 
 static struct listed *listed_find(struct sync_ctx *s, const char *filename)
 {
-	size_t lo = 0, hi = s->nfiles;
+	size_t lo = 0, hi = s->nfiles, len = maildir_base_len(filename);
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = cmp_base(filename, s->files[mid].name);
+		int c = cmp_base_len(filename, len, s->files[mid].name, s->files[mid].base_len);
 		if (c == 0)
 			return &s->files[mid];
 		if (c < 0)
@@ -363,7 +366,7 @@ static void listed_sort_unique(struct sync_ctx *s)
 	if (s->nfiles > 1)   /* files is NULL when the mailbox is empty */
 		qsort(s->files, s->nfiles, sizeof(*s->files), listed_cmp);
 	for (size_t i = 0; i < s->nfiles; i++) {
-		if (out > 0 && cmp_base(s->files[out - 1].name, s->files[i].name) == 0) {
+		if (out > 0 && listed_cmp(&s->files[out - 1], &s->files[i]) == 0) {
 			struct listed *prev = &s->files[out - 1];
 			if (prev->in_new && !s->files[i].in_new) {
 				free(prev->name);
