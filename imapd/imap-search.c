@@ -12,6 +12,7 @@
  * only when a text or sent-date key needs them. */
 #include "imapd/imap-private.h"
 #include "lib/mime.h"
+#include "store/mailbox-cache.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -65,6 +66,11 @@ struct search_msg {
 	size_t len;
 	struct mime_message *msg;
 	bool loaded, failed;
+	/* the cached list header fields (mailbox-cache.h), parsed: header keys
+	 * on those fields need no message file */
+	unsigned char *hdr_data;
+	struct mime_message *hdr_msg;
+	bool hdr_loaded;
 	struct buf scratch;            /* folded text being searched */
 	const uint32_t *saved;         /* "$" (search_data) */
 	unsigned saved_count;
@@ -440,6 +446,32 @@ static void msg_load(struct imap_session *s, unsigned idx, struct search_msg *sm
 	sm->msg = mime_parse(sm->data, sm->len, NULL, MIME_PARSE_LF_TO_CRLF);
 }
 
+/* The message's cached header fields as a parsed header block; false when
+ * it has no cache entry. */
+static bool hdr_load(struct imap_session *s, unsigned idx, struct search_msg *sm)
+{
+	struct mailbox_cache_entry e;
+
+	if (!sm->hdr_loaded) {
+		sm->hdr_loaded = true;
+		if (mailbox_cache_lookup(s->box, idx, &e)) {
+			size_t len = e.len[MAILBOX_CACHE_HEADERS];
+			sm->hdr_data = mf_malloc(len + 3);
+			memcpy(sm->hdr_data, e.data[MAILBOX_CACHE_HEADERS], len);
+			memcpy(sm->hdr_data + len, "\r\n", 3);
+			sm->hdr_msg = mime_parse(sm->hdr_data, len + 2, NULL, MIME_PARSE_LF_TO_CRLF);
+		}
+	}
+	return sm->hdr_msg != NULL;
+}
+
+static void hdr_free(struct search_msg *sm)
+{
+	mime_message_free(&sm->hdr_msg);
+	mf_free(&sm->hdr_data);
+	sm->hdr_loaded = false;
+}
+
 /* needle (already folded) in the folded copy of hay. */
 static bool contains(struct search_msg *sm, const unsigned char *hay, size_t len, const char *needle)
 {
@@ -461,13 +493,13 @@ static bool contains_buf(struct search_msg *sm, const struct buf *b, const char 
 	return contains(sm, b->data != NULL ? b->data : (const unsigned char *)"", b->len, needle);
 }
 
-static bool header_match(struct search_msg *sm, const struct snode *n)
+static bool header_match(struct search_msg *sm, const struct mime_message *msg, const struct snode *n)
 {
 	struct mime_header_iter iter;
 	struct mime_field f;
 	bool found = false;
 
-	mime_header_iter_init(&iter, sm->msg, sm->msg->root);
+	mime_header_iter_init(&iter, msg, msg->root);
 	while (!found && mime_header_next(&iter, &f)) {
 		if (f.name_len != strlen(n->header) || strncasecmp(f.name, n->header, f.name_len) != 0)
 			continue;
@@ -599,10 +631,16 @@ static bool rfc5322_day(const char *value, int64_t *day_r)
 static int64_t sent_day(struct imap_session *s, unsigned idx, struct search_msg *sm)
 {
 	int64_t day;
+	const struct mime_message *msg = NULL;
 
-	msg_load(s, idx, sm);
-	if (!sm->failed) {
-		char *date = mime_header_get(sm->msg, sm->msg->root, "Date");
+	if (hdr_load(s, idx, sm)) {
+		msg = sm->hdr_msg;
+	} else {
+		msg_load(s, idx, sm);
+		msg = sm->failed ? NULL : sm->msg;
+	}
+	if (msg != NULL) {
+		char *date = mime_header_get(msg, msg->root, "Date");
 		bool ok = date != NULL && rfc5322_day(date, &day);
 		free(date);
 		if (ok)
@@ -629,11 +667,14 @@ static bool in_saved(const struct search_msg *sm, uint32_t uid)
 static bool eval_text(struct imap_session *s, const struct snode *n, unsigned idx,
 		      struct search_msg *sm)
 {
+	if (n->key == K_HEADER && mailbox_cache_header_cached(n->header, strlen(n->header)) &&
+	    hdr_load(s, idx, sm))
+		return header_match(sm, sm->hdr_msg, n);
 	msg_load(s, idx, sm);
 	if (sm->failed)
 		return false;
 	if (n->key == K_HEADER)
-		return header_match(sm, n);
+		return header_match(sm, sm->msg, n);
 	if (n->key == K_TEXT && part_header_contains(sm, sm->msg->root, n->str))
 		return true;
 	return parts_contain(sm, sm->msg->root, n->str);
@@ -825,8 +866,10 @@ static void search_work(struct imap_job *job)
 		mime_message_free(&sm.msg);
 		free(sm.data);
 		sm.data = NULL;
+		hdr_free(&sm);
 	}
 	buf_free(&sm.scratch);
+	mailbox_cache_release(box);
 	write_result(job, d, ids, mods, n);
 	if ((d->ret & RET_SAVE) != 0)
 		save_result(d, uids, n);

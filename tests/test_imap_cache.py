@@ -45,11 +45,17 @@ def test_cached_answers_equal_rendered_ones(imap, mf):
     fill(imap, paths)
     r = raw(imap)
     r.cmd(b"s", b"SELECT INBOX")
+    searches = [b"SEARCH FROM a", b"SEARCH SUBJECT test", b"SEARCH OR TO example HEADER Message-ID \"<\"",
+                b"SEARCH SENTSINCE 1-Jan-2000", b"SEARCH HEADER Content-Type \"\""]
+    uncached = [r.cmd(b"q%d" % i, q) for i, q in enumerate(searches)]
     first = r.cmd(b"f1", b"FETCH 1:* " + ITEMS)
     assert first[-1] == b"f1 OK Fetch completed"
     assert os.path.getsize(cache_file(mf)) > 16 + 100 * len(paths)
     second = r.cmd(b"f2", b"FETCH 1:* " + ITEMS)
     assert second[:-1] == first[:-1]
+    # header searches answered from the cache find the same messages
+    assert [r.cmd(b"q%d" % i, q) for i, q in enumerate(searches)] == uncached
+    assert any(len(res[0].split()) > 3 for res in uncached)
     # a fresh session (reading the cache through the index) agrees too
     r2 = raw(imap)
     r2.cmd(b"s", b"EXAMINE INBOX")
@@ -86,6 +92,10 @@ def test_second_fetch_reads_no_message_file(imap, mf):
     assert after[:-1] == before[:-1]          # served from the cache
     body = r.cmd(b"f3", b"FETCH 2 (BODY.PEEK[TEXT])")
     assert b"new body" in body[0]             # the file itself is read for bodies
+    # header keys search the cached fields, body keys the file
+    assert r.cmd(b"q1", b"SEARCH SUBJECT \"cached 1\"")[0] == b"* SEARCH 2"
+    assert r.cmd(b"q2", b"SEARCH SUBJECT replaced")[0] == b"* SEARCH"
+    assert r.cmd(b"q3", b"SEARCH BODY \"new body\"")[0] == b"* SEARCH 2"
     r.close()
 
 
