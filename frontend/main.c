@@ -469,7 +469,8 @@ static int start(struct daemon *d, const sigset_t *signals)
 	d->ctx.directory = d->dir;
 	d->watch = mailbox_watch_new(d->store);
 	d->ctx.watch = d->watch;
-	if (mailbox_watch_start(d->watch, &error) < 0)
+	/* a share of the store workers: each stat may be a NAS round trip */
+	if (mailbox_watch_start(d->watch, MF_MAX(d->cfg.worker_threads / 4, 1u), &error) < 0)
 		return fail(d, "%s", error);
 	if (bind_listeners(d) < 0 || drop_privileges(d) < 0)
 		return -1;

@@ -35,12 +35,20 @@ struct mailbox_watcher {
 	void *context;
 };
 
+struct poll_thread {
+	struct mailbox_watch *w;
+	pthread_t thread;
+	unsigned part;              /* polls the buckets b with b % parts == part */
+};
+
 struct mailbox_watch {
 	struct store *store;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;        /* signals stopping */
-	pthread_t thread;
-	bool thread_started, stopping;
+	struct poll_thread *threads;
+	unsigned parts;             /* poll threads asked for; set before the first starts */
+	unsigned thread_count;      /* started */
+	bool stopping;
 	struct watch_entry **buckets;
 	unsigned entry_count, watcher_count;
 	uint64_t polls;
@@ -213,14 +221,15 @@ static void entry_polled(struct watch_entry *e, int ret, const int64_t stamps[2]
 	e->stamps_valid = true;
 }
 
-void mailbox_watch_poll(struct mailbox_watch *w)
+/* One round over the buckets b with b % parts == part. */
+static void poll_part(struct mailbox_watch *w, unsigned part, unsigned parts)
 {
 	char **paths;
 	unsigned count = 0;
 
 	pthread_mutex_lock(&w->lock);
 	paths = mf_calloc(w->entry_count + 1, sizeof(*paths));
-	for (unsigned b = 0; b < WATCH_BUCKETS; b++) {
+	for (unsigned b = part; b < WATCH_BUCKETS; b += parts) {
 		for (struct watch_entry *e = w->buckets[b]; e != NULL; e = e->hnext)
 			paths[count++] = mf_strdup(e->path);
 	}
@@ -242,6 +251,11 @@ void mailbox_watch_poll(struct mailbox_watch *w)
 	free(paths);
 }
 
+void mailbox_watch_poll(struct mailbox_watch *w)
+{
+	poll_part(w, 0, 1);
+}
+
 static void deadline_after(struct timespec *ts, uint64_t start_ms, unsigned ms)
 {
 	uint64_t at = start_ms + ms;
@@ -261,14 +275,15 @@ static void deadline_after(struct timespec *ts, uint64_t start_ms, unsigned ms)
 
 static void *poll_thread(void *arg)
 {
-	struct mailbox_watch *w = arg;
+	struct poll_thread *pt = arg;
+	struct mailbox_watch *w = pt->w;
 	struct timespec until;
 
 	pthread_mutex_lock(&w->lock);
 	while (!w->stopping) {
 		pthread_mutex_unlock(&w->lock);
 		uint64_t start = mf_now_ms();
-		mailbox_watch_poll(w);
+		poll_part(w, pt->part, w->parts);
 		deadline_after(&until, start, MAILBOX_WATCH_POLL_MS);
 		pthread_mutex_lock(&w->lock);
 		while (!w->stopping && pthread_cond_timedwait(&w->cond, &w->lock, &until) == 0)
@@ -278,13 +293,22 @@ static void *poll_thread(void *arg)
 	return NULL;
 }
 
-int mailbox_watch_start(struct mailbox_watch *w, const char **error_r)
+int mailbox_watch_start(struct mailbox_watch *w, unsigned threads, const char **error_r)
 {
-	if (pthread_create(&w->thread, NULL, poll_thread, w) != 0) {
-		*error_r = "cannot start the mailbox poll thread";
-		return -1;
+	unsigned n = MF_MAX(threads, 1u);
+
+	w->threads = mf_calloc(n, sizeof(*w->threads));
+	w->parts = n;
+	for (unsigned i = 0; i < n; i++) {
+		struct poll_thread *pt = &w->threads[i];
+		pt->w = w;
+		pt->part = i;
+		if (pthread_create(&pt->thread, NULL, poll_thread, pt) != 0) {
+			*error_r = "cannot start the mailbox poll threads";
+			return -1;
+		}
+		w->thread_count++;
 	}
-	w->thread_started = true;
 	return 0;
 }
 
@@ -294,13 +318,13 @@ void mailbox_watch_free(struct mailbox_watch **wp)
 
 	if (w == NULL)
 		return;
-	if (w->thread_started) {
-		pthread_mutex_lock(&w->lock);
-		w->stopping = true;
-		pthread_cond_signal(&w->cond);
-		pthread_mutex_unlock(&w->lock);
-		pthread_join(w->thread, NULL);
-	}
+	pthread_mutex_lock(&w->lock);
+	w->stopping = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	for (unsigned i = 0; i < w->thread_count; i++)
+		pthread_join(w->threads[i].thread, NULL);
+	free(w->threads);
 	if (w->watcher_count > 0)
 		log_error("mailbox watch freed with %u watchers left", w->watcher_count);
 	for (unsigned b = 0; b < WATCH_BUCKETS; b++) {

@@ -2,7 +2,7 @@
  * IDLE. Sessions that wait for changes register a watcher on a mailbox
  * (by its store path, "dom/user/Maildir[/.a.b]"); the registry keeps one
  * entry per mailbox however many watchers it has, and
- * - polls each watched mailbox once per second from its own thread (the
+ * - polls each watched mailbox once per second from its own threads (the
  *   mtimes of new/ and cur/, two stats), so changes made by another node
  *   (or another process) on the shared store are seen within about a
  *   second, at a cost per mailbox, not per connection;
@@ -35,9 +35,11 @@ typedef void mailbox_watch_fn(void *context);
 /* The registry polls through store (not owned; it must outlive the
  * registry). No thread runs before mailbox_watch_start(). */
 struct mailbox_watch *mailbox_watch_new(struct store *store);
-/* Starts the poll thread. *error_r is static. */
-int mailbox_watch_start(struct mailbox_watch *w, const char **error_r);
-/* Stops and joins the poll thread; every watcher must be removed before. */
+/* Starts the poll threads (at least one; each polls its share of the
+ * mailboxes once a second, so a slow store with many watched mailboxes
+ * can be polled in parallel). *error_r is static. */
+int mailbox_watch_start(struct mailbox_watch *w, unsigned threads, const char **error_r);
+/* Stops and joins the poll threads; every watcher must be removed before. */
 void mailbox_watch_free(struct mailbox_watch **w);
 
 /* Registers fn(context) for changes of the mailbox at path. The first

@@ -99,8 +99,38 @@ def open_idlers(port, user, password, count, timeout=120.0, batch=500):
     return idlers
 
 
-def measure(pid, port, user, password, count, timeout=120.0):
-    """Returns a dict: baseline_kib, rss_kib, count, per_conn_bytes, secs."""
+def wait_exists(idlers, timeout):
+    """Seconds until every idler got an "* n EXISTS" line (or until timeout);
+    returns (seconds to the first, to the median, to the last, how many)."""
+    sel = selectors.DefaultSelector()
+    for it in idlers:
+        it.buf = b""
+        sel.register(it.sock, selectors.EVENT_READ, it)
+    t0 = time.monotonic()
+    times = []
+    while len(times) < len(idlers) and time.monotonic() - t0 < timeout:
+        for key, _ in sel.select(0.5):
+            it = key.data
+            try:
+                chunk = it.sock.recv(4096)
+            except BlockingIOError:
+                continue
+            it.buf += chunk
+            if not chunk or b" EXISTS\r\n" in it.buf:
+                sel.unregister(it.sock)
+                if chunk:
+                    times.append(time.monotonic() - t0)
+    sel.close()
+    times.sort()
+    if not times:
+        return (None, None, None, 0)
+    return (times[0], times[len(times) // 2], times[-1], len(times))
+
+
+def measure(pid, port, user, password, count, timeout=120.0, deliver_to=None):
+    """Returns a dict: baseline_kib, rss_kib, count, per_conn_bytes, secs;
+    with deliver_to(), also how long one delivery takes to reach them all
+    (spread: first, median, last, reached)."""
     raise_nofile(count + 256)
     time.sleep(0.5)
     base = rss_kib(pid)
@@ -109,10 +139,14 @@ def measure(pid, port, user, password, count, timeout=120.0):
     secs = time.monotonic() - t0
     time.sleep(2.0)      # the registry's first poll and the IDLE-start syncs settle
     rss = rss_kib(pid)
+    spread = None
+    if deliver_to is not None:
+        deliver_to()
+        spread = wait_exists(idlers, 120)
     for it in idlers:
         it.sock.close()
     return {"baseline_kib": base, "rss_kib": rss, "count": count, "secs": secs,
-            "per_conn_bytes": (rss - base) * 1024 / count}
+            "per_conn_bytes": (rss - base) * 1024 / count, "spread": spread}
 
 
 def fill_inbox(port, user, password, count):
@@ -137,6 +171,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--build", default="build", help="build dir with mailfleetd (default build)")
+    ap.add_argument("--deliver", action="store_true",
+                    help="then deliver one message and time its arrival at every idler")
     ap.add_argument("--messages", type=int, default=0,
                     help="messages in the INBOX every session selects (default 0)")
     args = ap.parse_args()
@@ -159,13 +195,21 @@ def main():
         node.start()
         fill_inbox(port, "a@example.test", "secret", args.messages)
         try:
-            r = measure(node.pid, port, "a@example.test", "secret", args.count, timeout=600)
+            def deliver():
+                harness.deliver(node, "s@remote.test", ["a@example.test"],
+                                b"Subject: to all idlers\r\n\r\nbody\r\n")
+            r = measure(node.pid, port, "a@example.test", "secret", args.count, timeout=600,
+                        deliver_to=deliver if args.deliver else None)
         finally:
             problems = env.stop_all()
         print("%d idling connections (INBOX of %d messages) in %.1f s: RSS %.1f MiB "
               "(baseline %.1f MiB), %.0f bytes per connection" % (
                   r["count"], args.messages, r["secs"], r["rss_kib"] / 1024,
                   r["baseline_kib"] / 1024, r["per_conn_bytes"]))
+        if r["spread"] is not None:
+            first, median, last, reached = r["spread"]
+            print("one delivery reached %d of %d idlers: first %.2f s, median %.2f s, "
+                  "last %.2f s" % (reached, r["count"], first or 0, median or 0, last or 0))
         if problems:
             print("\n".join(problems), file=sys.stderr)
             return 1

@@ -189,7 +189,7 @@ static void test_poll_thread_and_concurrent_notify(void)
 	const char *error;
 
 	deliver(store, "a", NULL);
-	CHECK(mailbox_watch_start(w, &error) == 0);
+	CHECK(mailbox_watch_start(w, 3, &error) == 0);
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, notify_thread, &n);
 	/* watchers come and go while notifications and polls run */
