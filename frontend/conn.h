@@ -28,6 +28,9 @@ struct mf_context {
 	/* The registry of mailboxes idling sessions watch (store/mailbox-watch.h);
 	 * NULL when the process has none. */
 	struct mailbox_watch *watch;
+	/* When IMAP idlers last gave freed memory back (ms; atomic). */
+	uint64_t idle_trim_ms;
+	bool idle_trim_pending;
 };
 
 struct proto_handler {

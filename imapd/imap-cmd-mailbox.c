@@ -154,6 +154,13 @@ struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_
 	return v;
 }
 
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static bool box_has(const struct mailbox *box, uint32_t uid)
 {
 	for (unsigned lo = 0, hi = box->count; lo < hi;) {
@@ -229,12 +236,114 @@ static void write_updates(struct imap_session *s, const struct imap_view_msg *ol
 	}
 }
 
+struct imap_idle_view *imap_idle_view_save(const struct imap_session *s)
+{
+	const struct mailbox *box = s->box;
+	struct imap_idle_view *v = mf_calloc(1, sizeof(*v));
+	unsigned cap = 0;
+
+	v->count = box->count;
+	v->modseq = box->highest_modseq;
+	for (unsigned i = 0; i < box->count; i++) {
+		uint32_t uid = box->msgs[i].uid;
+		if (v->range_count > 0 && v->ranges[v->range_count - 1].last + 1 == uid) {
+			v->ranges[v->range_count - 1].last = uid;
+		} else {
+			if (v->range_count == cap) {
+				cap = cap < 4 ? 4 : cap * 2;
+				v->ranges = mf_realloc(v->ranges, cap * sizeof(*v->ranges));
+			}
+			v->ranges[v->range_count++] = (struct imap_seq_range){ uid, uid };
+		}
+		if (box->msgs[i].recent) {
+			v->recent = mf_realloc(v->recent, (v->recent_count + 1) * sizeof(*v->recent));
+			v->recent[v->recent_count++] = uid;
+		}
+	}
+	return v;
+}
+
+void imap_idle_view_free(struct imap_idle_view **vp)
+{
+	struct imap_idle_view *v = *vp;
+
+	if (v == NULL)
+		return;
+	free(v->ranges);
+	free(v->recent);
+	mf_free(vp);
+}
+
+/* write_updates() against an idle view: expunges from the UID ranges,
+ * flag changes from the modseqs, \Recent restored. */
+static void write_idle_updates(struct imap_session *s, const struct imap_idle_view *v, struct buf *out)
+{
+	struct mailbox *box = s->box;
+	uint32_t seq = v->count, *gone = NULL, max_uid = 0;
+	size_t ngone = 0;
+	unsigned recent = 0;
+
+	if (s->qresync)
+		gone = mf_calloc(v->count + 1, sizeof(*gone));
+	for (unsigned r = v->range_count; r > 0; r--) {
+		const struct imap_seq_range *rg = &v->ranges[r - 1];
+		max_uid = MF_MAX(max_uid, rg->last);
+		for (uint32_t u = rg->last; u >= rg->first && u != 0; u--, seq--) {
+			if (box_has(box, u))
+				continue;
+			if (gone != NULL)
+				gone[ngone++] = u;
+			else
+				buf_printf(out, "* %u EXPUNGE\r\n", seq);
+		}
+	}
+	if (ngone > 0) {
+		for (size_t a = 0, b = ngone - 1; a < b; a++, b--) {
+			uint32_t t = gone[a];
+			gone[a] = gone[b];
+			gone[b] = t;
+		}
+		buf_printf(out, "* VANISHED ");
+		imap_write_uidset(out, gone, ngone);
+		buf_printf(out, "\r\n");
+	}
+	free(gone);
+	for (unsigned i = 0; i < box->count; i++) {
+		struct mailbox_msg *m = &box->msgs[i];
+		bool known = imap_seqset_contains(v->ranges, v->range_count, m->uid);
+		if (known && v->recent_count > 0 &&
+		    bsearch(&m->uid, v->recent, v->recent_count, sizeof(uint32_t), uid_cmp) != NULL)
+			m->recent = true;
+		if (m->recent)
+			recent++;
+		if (known && m->modseq > v->modseq) {
+			buf_printf(out, "* %u FETCH (UID %u FLAGS ", i + 1, m->uid);
+			imap_write_flags(s, m, out);
+			imap_write_modseq(s, m, out);
+			buf_printf(out, ")\r\n");
+		}
+	}
+	if (box->count > 0 && box->msgs[box->count - 1].uid > max_uid) {
+		buf_printf(out, "* %u EXISTS\r\n", box->count);
+		if (!s->imap4rev2)
+			buf_printf(out, "* %u RECENT\r\n", recent);
+	}
+}
+
 int imap_sync_box(struct imap_session *s, struct buf *out, const char **error_r)
 {
 	unsigned old_count;
-	struct imap_view_msg *old = imap_view_save(s->box, &old_count);
-	int ret = mailbox_sync(s->box, error_r);
+	struct imap_view_msg *old;
 
+	if (s->idle_view != NULL) {
+		if (mailbox_sync(s->box, error_r) < 0)
+			return -1;     /* the idle view stays what the client knows */
+		write_idle_updates(s, s->idle_view, out);
+		imap_idle_view_free(&s->idle_view);
+		return 0;
+	}
+	old = imap_view_save(s->box, &old_count);
+	int ret = mailbox_sync(s->box, error_r);
 	if (ret == 0)
 		write_updates(s, old, old_count, out);
 	free(old);

@@ -17,6 +17,7 @@
 #include "store/mailbox-watch.h"
 #include "lib/log.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,41 @@ static void idle_watch_wake(void *context)
 	conn_wake(s->conn);
 }
 
+/* Gives the memory freed by idle drops back to the system: glibc keeps it
+ * in the worker threads' arenas otherwise (measured: 10x the live heap
+ * with 100 idlers on 5,000 messages). At most once a second. */
+static void idle_trim(struct imap_session *s)
+{
+	uint64_t now = mf_now_ms(), last = __atomic_load_n(&s->ctx->idle_trim_ms, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&s->ctx->idle_trim_pending, true, __ATOMIC_RELAXED);
+	if (now - last < 1000 ||
+	    !__atomic_compare_exchange_n(&s->ctx->idle_trim_ms, &last, now, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;   /* an idler's tick does it within the second */
+	__atomic_store_n(&s->ctx->idle_trim_pending, false, __ATOMIC_RELAXED);
+	malloc_trim(0);
+}
+
+/* Worker thread, still idling: the mailbox's messages are let go (the
+ * view keeps 16 bytes a message), so 10,000 idlers on real mailboxes fit
+ * in little memory; the next sync brings them back. */
+static void idle_drop(struct imap_session *s)
+{
+	if (s->line_mode != IMAP_LINE_IDLE || s->box == NULL || s->idle_view != NULL)
+		return;
+	s->idle_view = imap_idle_view_save(s);
+	mailbox_drop_msgs(s->box);
+	idle_trim(s);
+}
+
 static void idle_sync_work(struct imap_job *job)
 {
 	const char *error;
 
 	if (imap_sync_box(job->s, &job->out, &error) < 0)
 		log_warn("imap: IDLE sync of %s failed: %s", job->s->box->path, error);
+	idle_drop(job->s);
 }
 
 /* At IDLE start, and without a registry (not in mailfleetd) once a second:
@@ -46,6 +76,8 @@ static void idle_poll_work(struct imap_job *job)
 {
 	if (mailbox_changed(job->s->box) != 0)
 		idle_sync_work(job);
+	else
+		idle_drop(job->s);
 }
 
 static void idle_sync_start(struct imap_session *s, imap_work_fn *work)
@@ -96,6 +128,8 @@ void imap_idle_tick(struct imap_session *s)
 {
 	uint64_t now = mf_now_ms();
 
+	if (__atomic_load_n(&s->ctx->idle_trim_pending, __ATOMIC_RELAXED))
+		idle_trim(s);
 	if (now - s->idle_keepalive_ms >= s->ctx->config->imap_idle_keepalive_secs * 1000ULL) {
 		s->idle_keepalive_ms = now;
 		imap_printf(s, "* OK Still here\r\n");
@@ -109,15 +143,64 @@ void imap_idle_tick(struct imap_session *s)
 		idle_sync_start(s, idle_poll_work);
 }
 
-void imap_idle_line(struct imap_session *s, const char *line)
+struct idle_end {
+	bool ok;
+	char text[128];
+	bool failed;
+};
+
+/* Brings the dropped messages back before the tagged reply, so the next
+ * command sees the mailbox (and the client its changes). */
+static void idle_end_work(struct imap_job *job)
+{
+	struct idle_end *e = job->data;
+	const char *error;
+
+	if (imap_sync_box(job->s, &job->out, &error) < 0) {
+		log_warn("imap: sync of %s after IDLE failed: %s", job->s->box->path, error);
+		buf_printf(&job->out, "* BYE Cannot read the mailbox: %s\r\n", error);
+		e->failed = true;
+		return;
+	}
+	buf_printf(&job->out, "%s %s %s\r\n", job->tag, e->ok ? "OK" : "BAD", e->text);
+}
+
+static void idle_end_finish(struct imap_job *job)
+{
+	struct idle_end *e = job->data;
+
+	if (e->failed)
+		conn_close(job->s->conn, "mailbox unreadable after IDLE");
+}
+
+void imap_idle_end(struct imap_session *s, bool ok, const char *text)
 {
 	mailbox_watch_remove(&s->idle_watcher);
 	s->idle_poll_due = false;
 	conn_set_timeout(s->conn, imap_auth_timeout(s));
+	if (s->idle_view == NULL) {
+		if (ok)
+			imap_tagged(s, s->line_tag, "OK %s", text);
+		else
+			imap_bad(s, s->line_tag, "%s", text);
+		return;
+	}
+	struct idle_end *e = mf_calloc(1, sizeof(*e));
+	e->ok = ok;
+	snprintf(e->text, sizeof(e->text), "%s", text);
+	struct imap_job *job = imap_job_new(s, s->line_tag, idle_end_work);
+	job->data = e;
+	job->data_free = free;
+	job->finish = idle_end_finish;
+	imap_job_start(job);
+}
+
+void imap_idle_line(struct imap_session *s, const char *line)
+{
 	if (strcasecmp(line, "DONE") == 0)
-		imap_tagged(s, s->line_tag, "OK Idle completed");
+		imap_idle_end(s, true, "Idle completed");
 	else
-		imap_bad(s, s->line_tag, "Expected DONE");
+		imap_idle_end(s, false, "Expected DONE");
 }
 
 /* ---- notifying other sessions of this session's changes ---- */

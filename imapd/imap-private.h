@@ -57,6 +57,21 @@ struct imap_job {
 	void (*data_free)(void *data);
 };
 
+/* What an idling client knows, in little memory: its UIDs as ranges, the
+ * \Recent ones, and the HIGHESTMODSEQ its flags are as of (every flag
+ * change after it has a higher modseq in the index). */
+struct imap_idle_view {
+	struct imap_seq_range *ranges;   /* ascending, disjoint */
+	unsigned range_count;
+	uint32_t count;                  /* messages */
+	uint64_t modseq;
+	uint32_t *recent;                /* ascending UIDs */
+	unsigned recent_count;
+};
+/* The view of s->box (worker thread) / its release. */
+struct imap_idle_view *imap_idle_view_save(const struct imap_session *s);
+void imap_idle_view_free(struct imap_idle_view **view);
+
 /* What the client has been told about a message (for change detection). */
 struct imap_view_msg {
 	uint32_t uid, flags, keywords;
@@ -91,6 +106,9 @@ struct imap_session {
 	uint64_t idle_last_poll_ms;
 	uint64_t idle_keepalive_ms;
 	struct mailbox_watcher *idle_watcher;  /* while idling on box */
+	/* While idling, box holds no messages (mailbox_drop_msgs()): this is
+	 * what the client knows, until the next sync restores box. */
+	struct imap_idle_view *idle_view;
 	/* mailboxes the running command changes (imap_notify_*) */
 	char *notify_path;                 /* store path (the selected box) */
 	char *notify_name;                 /* a mailbox name of the user */
@@ -172,6 +190,9 @@ imap_cmd_fn imap_cmd_compress;
 void imap_auth_response(struct imap_session *s, const char *line, size_t len);
 /* The line while idling (imap-idle.c). */
 void imap_idle_line(struct imap_session *s, const char *line);
+/* Leaves IDLE (DONE, or a bad line): stops watching, brings back the
+ * mailbox's messages when they were let go, then "<tag> OK|BAD text". */
+void imap_idle_end(struct imap_session *s, bool ok, const char *text);
 /* Once a second from the frontend while idling and no job runs: the
  * keepalive, and the sync a wake asked for during a job. */
 void imap_idle_tick(struct imap_session *s);

@@ -387,8 +387,14 @@ static void on_error(struct imap_session *s)
 
 	if (s->line_mode != IMAP_LINE_NONE) {
 		/* an overlong AUTHENTICATE response or line while idling */
+		bool idling = s->line_mode == IMAP_LINE_IDLE;
 		tag = s->line_tag;
 		s->line_mode = IMAP_LINE_NONE;
+		if (idling && !fatal) {
+			imap_idle_end(s, false, error);
+			append_reset(s);
+			return;
+		}
 	}
 	if (fatal) {
 		imap_printf(s, "* BYE %s\r\n", error);
@@ -507,6 +513,7 @@ static void imap_session_free(void *session)
 	job_free(&s->job);
 	append_reset(s);
 	mailbox_free(&s->box);
+	imap_idle_view_free(&s->idle_view);
 	imap_parser_destroy(&s->parser);
 	mf_free(&s);
 }

@@ -131,6 +131,16 @@ void mailbox_index_free(struct mailbox_index **idxp)
 	mf_free(idxp);
 }
 
+void mailbox_index_forget(struct mailbox_index *idx)
+{
+	mf_free(&idx->recs);
+	mf_free(&idx->expunged);
+	idx->count = idx->cap = 0;
+	idx->exp_count = idx->exp_cap = 0;
+	idx->offset = 0;
+	idx->superseded = 0;
+}
+
 /* Index of the first record with uid >= the given one. */
 static size_t rec_pos(const struct mailbox_index *idx, uint32_t uid)
 {

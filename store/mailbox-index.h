@@ -67,6 +67,9 @@ struct mailbox_index {
 struct mailbox_index *mailbox_index_new(struct store *store, const char *mbox_path);
 void mailbox_index_free(struct mailbox_index **idx);
 
+/* Frees the records (the next refresh reads the whole file again). */
+void mailbox_index_forget(struct mailbox_index *idx);
+
 /* Brings idx up to date with the file (incrementally when the generation is
  * unchanged). A missing file gives an empty index; a damaged one is marked
  * need_rewrite with what could be read. -1 only on an I/O error. */

@@ -499,6 +499,14 @@ int mailbox_sync(struct mailbox *box, const char **error_r)
 	return 0;
 }
 
+void mailbox_drop_msgs(struct mailbox *box)
+{
+	msgs_free(&box->msgs, box->count);
+	box->count = 0;
+	mailbox_index_forget(box->index);
+	mailbox_cache_release(box);
+}
+
 int mailbox_open(struct store *store, const char *domain, const char *user, const char *name,
 		 bool read_only, struct mailbox **box_r, const char **error_r)
 {

@@ -74,6 +74,12 @@ void mailbox_free(struct mailbox **box);
 /* Re-reads uidlist and keywords; the message array is replaced. */
 int mailbox_sync(struct mailbox *box, const char **error_r);
 
+/* Frees what the view holds per message (messages, index records, cache
+ * window) while keeping UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and the change
+ * stamps: an idling session's mailbox costs almost nothing until the next
+ * mailbox_sync() brings the messages back. */
+void mailbox_drop_msgs(struct mailbox *box);
+
 /* Cheap check for a poll (IDLE): 1 when new/ or cur/ changed since the last
  * sync (by their mtimes on the NAS), 0 when not, -1 on error. A sync is
  * still needed now and then: a change within the mtime granularity of the

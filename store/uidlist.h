@@ -52,7 +52,12 @@ const struct uidlist_rec *uidlist_lookup(const struct uidlist *ul, const char *n
  * re-reads the uidlist, lists new/ and cur/, gives files not yet listed UIDs
  * in ascending order of name, drops records whose files are gone, writes the
  * result to a temp file renamed over the uidlist, and unlocks. *ul_r (may be
- * NULL) receives the result. error_r: static string. */
+ * NULL) receives the result. error_r: static string.
+ * A record is dropped only when a listing during which neither new/ nor cur/
+ * changed lacks its file (a file renamed by a flag change while a listing
+ * runs can be missed by it); while the mailbox keeps changing, such records
+ * are kept, so a record may name a file that is already gone: readers must
+ * take ENOENT for "expunged". */
 int uidlist_sync(struct store *store, const char *mbox_path, struct uidlist **ul_r,
 		 const char **error_r);
 /* uidlist_sync() that also runs hook(hook_ctx, ...) with the mailbox lock

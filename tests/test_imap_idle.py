@@ -328,3 +328,61 @@ def test_idlers_memory_under_256_mib_per_10000(mf, domain):
     got = read_lines_until([probe], exists, 3)
     assert probe in got and got[probe][0] < 1.0, got
     probe.close()
+
+
+# ---------------------------------------------------------------- the idle view
+
+def collect(r, secs, until):
+    """Lines until one matches until (bytes) or secs pass."""
+    lines, end = [], time.monotonic() + secs
+    while time.monotonic() < end:
+        line = line_within(r, max(0.05, end - time.monotonic()))
+        if line is None:
+            break
+        lines.append(line)
+        if until in line:
+            break
+    return lines
+
+
+def test_idler_updates_exact_after_its_messages_were_let_go(imap):
+    """While idling a session keeps only UID ranges and a modseq; the
+    updates it sends after a change must still name the right sequence
+    numbers, flags and counts, and the mailbox must be whole after DONE."""
+    m = login(imap)
+    for i in range(6):
+        assert m.append("INBOX", None, None, message("v%d" % i))[0] == "OK"
+    m.logout()
+    r = raw_idle(imap)
+    time.sleep(1.5)           # the idle-start poll has let the messages go
+    other = Raw(imap.imap_port)
+    other.cmd(b"L", b"LOGIN a@example.test secret")
+    other.cmd(b"S", b"SELECT INBOX")
+    other.cmd(b"a", b"UID STORE 2,5 +FLAGS.SILENT (\\Deleted)")
+    other.cmd(b"b", b"UID STORE 3 +FLAGS.SILENT (\\Flagged)")
+    assert other.cmd(b"c", b"UID EXPUNGE 2,5")[-1].startswith(b"c OK")
+    other.send(b"d APPEND INBOX {12}\r\n")
+    assert other.line().startswith(b"+")
+    other.send(b"Subject: n\r\n\r\n")
+    assert other.until_tag(b"d")[-1].startswith(b"d OK [APPENDUID")
+    lines = collect(r, 5, b"EXISTS")
+    got = [ln for ln in lines if not ln.startswith(b"* OK")]
+    assert b"* 5 EXPUNGE" in got and b"* 2 EXPUNGE" in got
+    assert got.index(b"* 5 EXPUNGE") < got.index(b"* 2 EXPUNGE")     # highest first
+    # the flag change names UID 3 at its sequence number at that point
+    flagged = [i for i, ln in enumerate(got) if b"(UID 3 FLAGS (\\Flagged" in ln]
+    assert flagged
+    for i in flagged:
+        before = sum(1 for ln in got[:i] if re.match(rb"\* [12] EXPUNGE", ln))
+        assert got[i].startswith(b"* %d FETCH" % (3 - before)), got
+    assert b"* 5 EXISTS" in got
+    # DONE brings the mailbox back: commands see all five messages
+    r.send(b"DONE\r\n")
+    assert r.until_tag(b"I")[-1] == b"I OK Idle completed"
+    lines = r.cmd(b"f", b"FETCH 1:* (UID FLAGS)")
+    assert lines[-1] == b"f OK Fetch completed"
+    uids = [int(re.search(rb"UID (\d+)", ln).group(1)) for ln in lines[:-1]]
+    assert uids == [1, 3, 4, 6, 7]
+    assert b"\\Flagged" in lines[1]
+    r.close()
+    other.close()

@@ -122,6 +122,7 @@ struct session_state {
 	unsigned senders;
 	unsigned body_slot;
 	bool body_ok;
+	bool bye;
 };
 
 /* The commands of a session, for the latency figures. */
@@ -147,7 +148,14 @@ struct client {
 
 typedef int untagged_fn(struct iconn *c, struct session_state *st, const struct rline *l);
 
+/* SIGINT/SIGTERM in workload mode: finish the current sessions, then report. */
 static volatile sig_atomic_t stop_flag;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -631,7 +639,7 @@ static int on_expunge(struct iconn *c, struct session_state *st, const struct rl
 static int on_logout(struct iconn *c, struct session_state *st, const struct rline *l)
 {
 	if (strncasecmp(l->data, "* BYE", 5) == 0)
-		st->expunges = 1;
+		st->bye = true;
 	return 0;
 }
 
@@ -821,11 +829,11 @@ static int cmd_logout(struct client *cl, struct session_state *st)
 {
 	struct iconn *c = cl->conn;
 
-	st->expunges = 0;
+	st->bye = false;
 	if (send_cmd(c, "LOGOUT") < 0 ||
 	    read_until_tagged(c, "LOGOUT", on_logout, st, true, false) < 0)
 		return -1;
-	if (st->expunges != 1)
+	if (!st->bye)
 		return fail(c, "LOGOUT: no BYE");
 	op_done(cl, OP_LOGOUT);
 	return 0;
@@ -1224,5 +1232,8 @@ int main(int argc, char **argv)
 		return run_script(&o);
 	if (o.idle != 0)
 		return run_idle(&o);
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	return run_load(&o);
 }
