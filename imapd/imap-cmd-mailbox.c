@@ -655,7 +655,7 @@ static void expunge_work(struct imap_job *job)
 		if (in_set && (box->msgs[i].flags & MAILBOX_FLAG_DELETED) != 0)
 			idx[n++] = i;
 	}
-	if (mailbox_expunge(box, idx, n, &error) < 0) {
+	if (mailbox_expunge(box, idx, n, true, &error) < 0) {
 		buf_printf(&job->out, "%s NO [SERVERBUG] %s\r\n", job->tag, error);
 	} else {
 		if (!d->close)
@@ -979,32 +979,43 @@ static void copy_work(struct imap_job *job)
 	buf_init(&code, 0);
 	for (unsigned i = 0; i < d->count; i++)
 		src_uids[i] = box->msgs[d->idx[i]].uid;
-	if (d->count > 0 &&
-	    mailbox_copy(box, d->idx, d->count, d->dest, &validity, dst_uids, &error) < 0) {
-		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
-			   errno == ENOENT ? "[TRYCREATE] " : "", error);
-		goto out;
+	int ret = d->count == 0 ? 0 :
+		mailbox_copy(box, d->idx, d->count, d->dest, d->move, &validity, dst_uids, &error);
+	int err = errno;
+	unsigned done = 0;
+	for (unsigned i = 0; i < d->count; i++) {
+		/* a MOVE skips what another session moved or expunged first */
+		if (dst_uids[i] != 0) {
+			src_uids[done] = src_uids[i];
+			dst_uids[done++] = dst_uids[i];
+		}
 	}
-	if (d->count > 0) {
+	if (done > 0) {
 		buf_printf(&code, "[COPYUID %u ", validity);
-		write_uid_set(&code, src_uids, d->count);
+		write_uid_set(&code, src_uids, done);
 		buf_printf(&code, " ");
-		write_uid_set(&code, dst_uids, d->count);
+		write_uid_set(&code, dst_uids, done);
 		buf_printf(&code, "] ");
 	}
 	if (d->move) {
 		if (code.len > 0)
 			buf_printf(&job->out, "* OK %.*s Moved\r\n", (int)code.len - 1, code.data);
-		unsigned old_count;
-		struct imap_view_msg *old = imap_view_save(box, &old_count);
-		if (mailbox_expunge(box, d->idx, d->count, &error) < 0) {
-			free(old);
-			buf_printf(&job->out, "%s NO [SERVERBUG] Copied, but not removed: %s\r\n", job->tag, error);
+		/* the moved files left the mailbox: the sync reports them */
+		if (imap_sync_box(s, &job->out, &error) < 0 && ret == 0) {
+			buf_printf(&job->out, "%s NO [SERVERBUG] Moved, but the mailbox cannot be read: %s\r\n",
+				   job->tag, error);
 			goto out;
 		}
-		write_updates(s, old, old_count, &job->out);
-		free(old);
-		buf_printf(&job->out, "%s OK Move completed\r\n", job->tag);
+		if (ret < 0)
+			buf_printf(&job->out, "%s NO %s%s\r\n", job->tag, err == ENOENT ? "[TRYCREATE] " : "", error);
+		else if (done == 0 && d->count > 0)
+			buf_printf(&job->out, "%s NO [EXPUNGEISSUED] The messages were moved or expunged meanwhile\r\n",
+				   job->tag);
+		else
+			buf_printf(&job->out, "%s OK Move completed\r\n", job->tag);
+	} else if (ret < 0) {
+		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
+			   err == ENOENT ? "[TRYCREATE] " : err == EIDRM ? "[EXPUNGEISSUED] " : "", error);
 	} else {
 		buf_printf(&job->out, "%s OK %.*sCopy completed\r\n", job->tag, (int)code.len, code.data);
 	}

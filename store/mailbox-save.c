@@ -79,29 +79,66 @@ static int uid_of(struct store *store, const char *path, const char *const *base
 		return -1;
 	*uid_validity_r = ul->uid_validity;
 	for (unsigned i = 0; i < count; i++) {
-		const struct uidlist_rec *rec = uidlist_lookup(ul, bases[i]);
+		const struct uidlist_rec *rec = bases[i] != NULL ? uidlist_lookup(ul, bases[i]) : NULL;
 		uids_r[i] = rec != NULL ? rec->uid : 0;
 	}
 	uidlist_free(&ul);
 	return 0;
 }
 
+/* Applies an operation to the delivered file wherever it is now: a
+ * session syncing the mailbox may move it from new/ to cur/ (renaming it)
+ * at any moment. */
+static int on_delivered(struct mailbox *box, struct mailbox_msg *m,
+			int (*op)(struct mailbox *box, const char *path, void *ctx), void *ctx)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char *path = mailbox_msg_path(box, m);
+		int ret = op(box, path, ctx);
+		free(path);
+		if (ret == 0 || errno != ENOENT)
+			return ret;
+		if (mailbox_msg_relocate(box, m) < 0)
+			return -1;
+	}
+	return -1;
+}
+
+static int op_rename(struct mailbox *box, const char *path, void *ctx)
+{
+	return io_rename(store_io(box->store), path, ctx);
+}
+
+static int op_utimes(struct mailbox *box, const char *path, void *ctx)
+{
+	int64_t date = *(const int64_t *)ctx;
+
+	return io_utimes(store_io(box->store), path, date, date);
+}
+
 static int append_finish(struct mailbox *box, const char *basename, uint32_t flags,
 			 uint32_t keywords, int64_t date, const char **error_r)
 {
-	struct mf_io *io = store_io(box->store);
-	char *from = mf_asprintf("%s/new/%s", box->path, basename);
+	struct mailbox_msg m = { .filename = mf_strdup(basename), .in_new = true };
 	char *name = mailbox_name_with_flags(basename, flags, keywords);
 	char *to = mf_asprintf("%s/cur/%s", box->path, name);
 	int ret = 0;
 
-	if (date > 0 && io_utimes(io, from, date, date) < 0)
+	if ((flags != 0 || keywords != 0) && on_delivered(box, &m, op_rename, to) == 0) {
+		free(m.filename);
+		m.filename = name;
+		name = NULL;
+		m.in_new = false;
+	} else if (flags != 0 || keywords != 0) {
 		ret = -1;
-	if (ret == 0 && (flags != 0 || keywords != 0) && io_rename(io, from, to) < 0)
+	}
+	if (ret == 0 && date > 0 && on_delivered(box, &m, op_utimes, &date) < 0)
 		ret = -1;
-	if (ret < 0)
+	if (ret < 0) {
 		*error_r = "cannot set the message's flags or date";
-	free(from);
+		errno = EIO;    /* not ENOENT, which APPEND answers with TRYCREATE */
+	}
+	free(m.filename);
 	free(name);
 	free(to);
 	return ret;
@@ -179,8 +216,12 @@ static int copy_by_content(struct mailbox *src, unsigned idx, const char *to, co
 	return ret;
 }
 
-static int copy_one(struct mailbox *src, unsigned idx, struct mailbox *dest, char **base_r,
-		    const char **error_r)
+/* Copies (hard link, else the content) or moves (rename: atomic, so of two
+ * sessions moving one message exactly one succeeds) src->msgs[idx] into
+ * dest's cur/ with its flags. *to_r: the new file's path. A move of a
+ * message that is gone returns 1 (nothing done). */
+static int transfer_one(struct mailbox *src, unsigned idx, struct mailbox *dest, bool move,
+			char **base_r, char **to_r, const char **error_r)
 {
 	struct mailbox_msg *m = &src->msgs[idx];
 	uint32_t kw = 0;
@@ -197,29 +238,37 @@ static int copy_one(struct mailbox *src, unsigned idx, struct mailbox *dest, cha
 	}
 	char *name = mailbox_name_with_flags(based, m->flags, kw);
 	char *to = mf_asprintf("%s/%s/%s", dest->path, "cur", name);
-	for (int attempt = 0; attempt < 2 && ret < 0; attempt++) {
+	for (int attempt = 0; attempt < 3 && ret < 0; attempt++) {
 		char *from = mailbox_msg_path(src, m);
-		ret = io_link(store_io(src->store), from, to);
+		ret = move ? io_rename(store_io(src->store), from, to) : io_link(store_io(src->store), from, to);
 		free(from);
-		if (ret < 0 && errno == ENOENT && attempt == 0 && mailbox_msg_relocate(src, m) == 0)
+		if (ret < 0 && errno == ENOENT && attempt < 2 && mailbox_msg_relocate(src, m) == 0)
 			continue;
-		if (ret < 0 && errno != ENOENT)
+		if (ret < 0 && errno == ENOENT && move)
+			ret = 1;     /* moved or expunged by another session meanwhile */
+		else if (ret < 0 && errno != ENOENT && !move)
 			ret = copy_by_content(src, idx, to, error_r);
-		else if (ret < 0)
+		else if (ret < 0 && errno == ENOENT) {
 			*error_r = "message was expunged";
+			errno = EIDRM;   /* not ENOENT: that means "no such mailbox" */
+		} else if (ret < 0) {
+			*error_r = "cannot move the message";
+		}
 		break;
 	}
 	free(name);
-	free(to);
-	if (ret == 0)
+	if (ret == 0) {
 		*base_r = based;
-	else
+		*to_r = to;
+	} else {
 		free(based);
+		free(to);
+	}
 	return ret;
 }
 
 int mailbox_copy(struct mailbox *box, const unsigned *idxs, unsigned count,
-		 const char *dest_name, uint32_t *uid_validity_r, uint32_t *uids_r,
+		 const char *dest_name, bool move, uint32_t *uid_validity_r, uint32_t *uids_r,
 		 const char **error_r)
 {
 	struct mailbox dest;
@@ -237,13 +286,24 @@ int mailbox_copy(struct mailbox *box, const unsigned *idxs, unsigned count,
 		free(bases);
 		return -1;
 	}
+	char **made = mf_calloc(count + 1, sizeof(*made));
 	for (unsigned i = 0; i < count && ret == 0; i++)
-		ret = copy_one(box, idxs[i], &dest, &bases[i], error_r);
-	if (ret == 0)
+		ret = transfer_one(box, idxs[i], &dest, move, &bases[i], &made[i], error_r) < 0 ? -1 : 0;
+	if (ret < 0 && !move) {
+		/* a failed COPY leaves the destination as it was (RFC 3501 6.4.7) */
+		for (unsigned i = 0; i < count; i++) {
+			if (made[i] != NULL)
+				io_unlink(store_io(box->store), made[i]);
+		}
+	}
+	if (ret == 0 || move)
 		ret = uid_of(box->store, dest.path, (const char *const *)bases, count,
-			     uid_validity_r, uids_r, error_r);
-	for (unsigned i = 0; i < count; i++)
+			     uid_validity_r, uids_r, error_r) < 0 ? -1 : ret;
+	for (unsigned i = 0; i < count; i++) {
 		free(bases[i]);
+		free(made[i]);
+	}
+	free(made);
 	free(bases);
 	box_shell_free(&dest);
 	return ret;

@@ -180,8 +180,14 @@ int mailbox_keyword_index(struct mailbox *box, const char *name, bool create)
 	struct store_lock *lock;
 	int idx = keyword_find(box, name);
 
-	if (idx >= 0 || !create || strlen(name) > MAILBOX_KEYWORD_LEN_MAX)
+	if (idx >= 0 || strlen(name) > MAILBOX_KEYWORD_LEN_MAX)
 		return idx;
+	if (!create) {
+		/* another session may have added it since this one looked */
+		if (mailbox_keywords_load(box) < 0)
+			return -1;
+		return keyword_find(box, name);
+	}
 	if (mailbox_lock(box->store, box->path, &lock) < 0)
 		return -1;
 	idx = keyword_add_locked(box, name);
@@ -616,8 +622,13 @@ static int rename_flags(struct mailbox *box, struct mailbox_msg *m, uint32_t fla
 	char *to = mf_asprintf("%s/cur/%s", box->path, name);
 	int ret = 0;
 
-	if (strcmp(from, to) != 0)
+	if (strcmp(from, to) != 0) {
 		ret = io_rename(store_io(box->store), from, to);
+	} else {
+		/* nothing to rename, if the file is still where this view saw it */
+		struct io_stat st;
+		ret = io_stat(store_io(box->store), from, &st);
+	}
 	if (ret == 0) {
 		free(m->filename);
 		m->filename = name;
@@ -658,8 +669,7 @@ int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox
 		mailbox_name_flags(m->filename, &flags, &kw);
 		flags = (flags | ch->add) & ~ch->remove;
 		kw = (kw | ch->kw_add) & ~ch->kw_remove;
-		if ((flags == m->flags && kw == m->keywords && !m->in_new) ||
-		    rename_flags(box, m, flags, kw) == 0) {
+		if (rename_flags(box, m, flags, kw) == 0) {
 			m->flags = flags;
 			m->keywords = kw;
 			return 0;
@@ -756,23 +766,34 @@ int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned ch
 
 /* ---- expunge ---- */
 
-static int expunge_one(struct mailbox *box, struct mailbox_msg *m)
+/* Removes m's file (following a rename by another session); with
+ * only_deleted, only while its current name still says \Deleted (another
+ * session may have taken the flag off: that message stays). */
+static int expunge_one(struct mailbox *box, struct mailbox_msg *m, bool only_deleted)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		char *path = mailbox_msg_path(box, m);
-		int ret = io_unlink(store_io(box->store), path);
-		free(path);
-		if (ret == 0)
-			return 0;
-		if (errno != ENOENT)
-			return -1;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		uint32_t flags, kw;
+		mailbox_name_flags(m->filename, &flags, &kw);
+		if (!only_deleted || (flags & MAILBOX_FLAG_DELETED) != 0) {
+			char *path = mailbox_msg_path(box, m);
+			int ret = io_unlink(store_io(box->store), path);
+			free(path);
+			if (ret == 0)
+				return 0;
+			if (errno != ENOENT)
+				return -1;
+		}
+		/* gone or renamed: where is it now? */
 		if (mailbox_msg_relocate(box, m) < 0)
 			return errno == ENOENT ? 0 : -1;
+		mailbox_name_flags(m->filename, &flags, &kw);
+		if (only_deleted && (flags & MAILBOX_FLAG_DELETED) == 0)
+			return 0;
 	}
 	return 0;
 }
 
-int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count,
+int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count, bool only_deleted,
 		    const char **error_r)
 {
 	struct store_lock *lock;
@@ -785,7 +806,7 @@ int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count,
 		return -1;
 	}
 	for (unsigned i = 0; i < count && ret == 0; i++)
-		ret = expunge_one(box, &box->msgs[idxs[i]]);
+		ret = expunge_one(box, &box->msgs[idxs[i]], only_deleted);
 	store_lock_release(&lock);
 	if (ret < 0) {
 		*error_r = "cannot remove a message file";

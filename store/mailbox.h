@@ -119,8 +119,9 @@ int mailbox_read(struct mailbox *box, unsigned idx, size_t max_size, unsigned ch
 		 size_t *len_r, const char **error_r);
 
 /* Removes the files of the given messages (indexes into box->msgs) under the
- * mailbox lock, then syncs. */
-int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count,
+ * mailbox lock, then syncs. With only_deleted (IMAP EXPUNGE), a message whose
+ * file no longer says \Deleted (another session removed the flag) stays. */
+int mailbox_expunge(struct mailbox *box, const unsigned *idxs, unsigned count, bool only_deleted,
 		    const char **error_r);
 
 /* Appends a message (data with LF or CRLF line ends; stored with LF) into
@@ -133,10 +134,13 @@ int mailbox_append(struct store *store, const char *domain, const char *user, co
 		   uint32_t *uid_r, const char **error_r);
 
 /* Copies box->msgs[idxs[i]] into the mailbox dest_name (hard link where the
- * store allows it), keeping flags and keywords. uids_r (count entries) gets
- * the new UIDs in order; *uid_validity_r the destination's. */
+ * store allows it), keeping flags and keywords; a failed copy removes what
+ * it made (errno ENOENT: no such mailbox; EIDRM: a message was expunged). With move the files are renamed instead (atomic: of two sessions
+ * moving one message, one gets it); a message gone meanwhile is skipped and
+ * its uids_r entry is 0. uids_r (count entries) gets the new UIDs in order;
+ * *uid_validity_r the destination's. box is not synced. */
 int mailbox_copy(struct mailbox *box, const unsigned *idxs, unsigned count,
-		 const char *dest_name, uint32_t *uid_validity_r, uint32_t *uids_r,
+		 const char *dest_name, bool move, uint32_t *uid_validity_r, uint32_t *uids_r,
 		 const char **error_r);
 
 /* Counts for STATUS without keeping the mailbox. */

@@ -26,8 +26,10 @@ each owner expects on its messages. The checks:
 - MOVE race: two nodes move one message to two folders at once.
 - Renames vs. listings: in a 3,000-message mailbox whose files another
   node keeps renaming, no message changes its UID.
-- Small sequential reproducers of bugs found by the above; those not fixed
-  yet are xfail(strict=True) with the cause in the reason.
+- Small sequential reproducers of the bugs found by the above (MOVE race,
+  APPEND with flags during a sync, STORE over another session's rename,
+  keywords created after SELECT, EXPUNGE of a message undeleted meanwhile,
+  a failed COPY), all fixed and kept as regression tests.
 
 Ports come from the harness (MF_PORT_MIN/MF_PORT_MAX); ganesha gets two of
 them. Every run is bounded: fixed rounds per worker, socket timeouts, joins
@@ -55,8 +57,8 @@ SYSTEM_FLAGS = (b"\\Flagged", b"\\Answered", b"\\Seen", b"\\Draft", b"$Forwarded
 ROUNDS = 40                 # rounds per worker in the mixed run
 RUN_DEADLINE = 120.0        # seconds; the run normally takes a fraction
 WORK = "Work"
-APPEND_WITH_FLAGS = False   # see test_append_with_flags_while_another_session_syncs
-STORE_SILENT = False        # see test_silent_store_hides_other_sessions_flags
+APPEND_WITH_FLAGS = True    # exercised since the append race is fixed
+STORE_SILENT = True         # exercised since silent stores report foreign flags
 
 
 # ---------------------------------------------------------------- fixtures
@@ -850,11 +852,6 @@ def message_copies(nodes, ledger, mboxes):
 MOVE_RACE_ROUNDS = 8
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "MOVE is link-into-destination then unlink-from-source (mailbox_copy + "
-    "mailbox_expunge): two nodes moving one message to two folders at once "
-    "both link it before either unlinks, so both MOVEs succeed and the "
-    "message ends up in both folders"))
 def test_move_race_leaves_one_copy(mf, nodes, backend):
     ledger = Ledger()
     setup = Session(nodes[0], "setup", ledger)
@@ -894,11 +891,6 @@ def test_move_race_leaves_one_copy(mf, nodes, backend):
 APPEND_RACE_ROUNDS = 24      # a new keyword each (26 at most); stops at the first failure
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailbox_append() delivers into new/ and then renames new/X to cur/X:2,<flags>; "
-    "a session of the mailbox syncing in between moves new/X to cur/X:2, first, so "
-    "the rename fails with ENOENT: APPEND answers NO [TRYCREATE] although the message "
-    "is stored (without its flags)"))
 def test_append_with_flags_while_another_session_syncs(mf, nodes, backend):
     ledger = Ledger()
     s = Session(nodes[1], "appender", ledger)
@@ -961,10 +953,6 @@ def test_silent_store_hides_other_sessions_flags(mf, nodes, backend):
     assert a.view[0].flags == {b"$FromA", b"$FromB"}, "a never heard of $FromB"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailbox_change_flags() skips the rename when the change is a no-op against the "
-    "session's possibly stale view: +FLAGS of a flag the session last saw set, but "
-    "which another session has removed since, is answered OK and lost"))
 def test_store_of_flag_another_session_removed(mf, nodes, backend):
     ledger = Ledger()
     a, b, uids = two_sessions(nodes, ledger, flags=(b"\\Flagged",))
@@ -974,10 +962,6 @@ def test_store_of_flag_another_session_removed(mf, nodes, backend):
     assert truth[uids[0]][0] == {b"\\Flagged"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "STORE -FLAGS of a keyword another session created after this session's SELECT: "
-    "mailbox_keyword_index(create=false) looks only at the session's keyword table, "
-    "finds nothing, and the STORE is answered OK without removing the keyword"))
 def test_remove_keyword_created_after_select(mf, nodes, backend):
     ledger = Ledger()
     a, b, uids = two_sessions(nodes, ledger)
@@ -987,11 +971,6 @@ def test_remove_keyword_created_after_select(mf, nodes, backend):
     assert truth[uids[0]][0] == frozenset()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "EXPUNGE picks the messages by the session's view of \\Deleted and "
-    "mailbox_expunge() unlinks them (following renames) without looking at the "
-    "current file name: a message whose \\Deleted another session removed "
-    "meanwhile is expunged anyway"))
 def test_expunge_honours_deleted_flag_removed_by_other_node(mf, nodes, backend):
     ledger = Ledger()
     a, b, uids = two_sessions(nodes, ledger, count=2)
@@ -1003,11 +982,6 @@ def test_expunge_honours_deleted_flag_removed_by_other_node(mf, nodes, backend):
     assert sorted(truth) == [uids[0]], "message 1 lost its \\Deleted on node 2, yet was expunged"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailbox_copy() links the messages one by one and stops at one that another "
-    "session expunged: COPY answers NO [TRYCREATE] (errno ENOENT taken for a missing "
-    "destination) and the messages linked before it stay in the destination "
-    "(RFC 3501 6.4.7: a failed COPY must leave the destination as it was)"))
 def test_failed_copy_leaves_destination_unchanged(mf, nodes, backend):
     ledger = Ledger()
     a, b, uids = two_sessions(nodes, ledger, count=2)

@@ -286,7 +286,7 @@ static void test_store_flags_unchangedsince(void)
 	CHECK_INT_EQ(b->highest_modseq, h0 + 2);
 	/* expunged by b: a's store skips it, a's sync records no new modseq twice */
 	unsigned first = 0;
-	CHECK(mailbox_expunge(b, &first, 1, &error) == 0);
+	CHECK(mailbox_expunge(b, &first, 1, false, &error) == 0);
 	uint64_t h3 = b->highest_modseq;
 	CHECK(h3 == h0 + 3);
 	mod[0] = exp[0] = false;

@@ -150,11 +150,11 @@ static void test_append_copy_expunge(void)
 
 	CHECK(mailbox_create(store, DOM, USR, "Archive", &error) == 0);
 	unsigned idx[2] = { 0, 1 };
-	CHECK(mailbox_copy(box, idx, 2, "Archive", &dvalidity, uids, &error) == 0);
+	CHECK(mailbox_copy(box, idx, 2, "Archive", false, &dvalidity, uids, &error) == 0);
 	CHECK_INT_EQ(uids[0], 1);
 	CHECK_INT_EQ(uids[1], 2);
 	errno = 0;
-	CHECK(mailbox_copy(box, idx, 1, "Missing", &dvalidity, uids, &error) < 0);
+	CHECK(mailbox_copy(box, idx, 1, "Missing", false, &dvalidity, uids, &error) < 0);
 	CHECK_INT_EQ(errno, ENOENT);
 	struct mailbox *dest = open_box(store, "Archive", false);
 	CHECK_INT_EQ(dest->count, 2);
@@ -165,7 +165,7 @@ static void test_append_copy_expunge(void)
 	CHECK_STR_EQ(dest->keywords[__builtin_ctz(dest->msgs[0].keywords)], "$Junk");
 
 	unsigned gone = 0;
-	CHECK(mailbox_expunge(box, &gone, 1, &error) == 0);
+	CHECK(mailbox_expunge(box, &gone, 1, false, &error) == 0);
 	CHECK_INT_EQ(box->count, 1);
 	CHECK_INT_EQ(box->msgs[0].uid, 2);
 	/* UIDs are never reused */
