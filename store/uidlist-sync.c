@@ -332,9 +332,13 @@ static size_t match_records(struct sync_ctx *s)
 		f->matched = true;
 		r->in_new = f->in_new;
 		if (strcmp(r->filename, f->name) != 0) {
+			/* a flag change (same base name): the result names the
+			 * file as it is now, but the file on the store is not
+			 * rewritten for it, since records are found by base name
+			 * (a STORE would otherwise cost every next sync a
+			 * rewrite and an fsync of the whole uidlist) */
 			free(r->filename);
 			r->filename = mf_strdup(f->name);
-			s->changed = true;
 		}
 	}
 	return missing;

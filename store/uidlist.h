@@ -9,7 +9,10 @@
  * e.g. "25006 W1063 :1276528487.M364837P9451.kurkku,S=1036,W=1063:2,S".
  * Extension fields (key 'A'..'Z': W vsize, S size, P POP3 UIDL, ...) are kept
  * verbatim; unknown header keys are ignored. Records are matched to files by
- * base name (the part before ":2,"), since flags change the full name. */
+ * base name (the part before ":2,"), since flags change the full name; the
+ * flags in a stored record's name may be older than the file's (a flag
+ * change alone does not rewrite the uidlist), the synced result has them
+ * as listed. */
 #ifndef MF_STORE_UIDLIST_H
 #define MF_STORE_UIDLIST_H
 

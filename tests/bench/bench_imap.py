@@ -2,7 +2,8 @@
 """bench_imap.py: the IMAP benchmark behind `make bench-imap`.
 
 In one run, against mailfleetd (BUILD/mailfleetd, store.fsync = true) and
-Dovecot (Debian dovecot-imapd in its documented high-performance mode: login
+Dovecot (Debian dovecot-imapd, mail_fsync = always for the same durability,
+in its documented high-performance mode: login
 processes reused and started in advance, `service imap-login { service_count
 = 0 }`, imap processes reused, `service imap { service_count = 0 }`, process
 and client limits raised; its own config, base_dir and state_dir in a temp
@@ -110,6 +111,10 @@ def prepare(workdir, args):
 DOVECOT_IMAP_CONF = """
 # The documented high-performance mode: login processes serve many
 # connections and are started in advance; imap processes are reused.
+# mail_fsync = always: the durability mailfleet's store.fsync = true gives
+# (a message APPENDed or flag change answered OK survives a crash), as in
+# bench-lmtp.
+mail_fsync = always
 default_process_limit = {procs}
 default_client_limit = {clients}
 default_vsz_limit = 1G
