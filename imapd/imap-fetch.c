@@ -443,6 +443,17 @@ static void cache_entry_build(const struct mime_message *msg, struct buf bufs[MA
 	}
 }
 
+void imap_cache_add(struct mailbox *box, unsigned idx, const struct mime_message *msg)
+{
+	struct buf bufs[MAILBOX_CACHE_FIELD_COUNT];
+	struct mailbox_cache_entry built;
+
+	cache_entry_build(msg, bufs, &built);
+	mailbox_cache_add(box, idx, &built);
+	for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++)
+		buf_free(&bufs[i]);
+}
+
 /* The section's text (CRLF) into sec. */
 static void section_text(const struct mime_message *msg, const unsigned char *data, size_t len,
 			 const struct fetch_item *it, struct buf *sec)
@@ -644,7 +655,6 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	const char *error;
 	bool seen_now = false;
 	struct mailbox_cache_entry entry, *ce = NULL;
-	struct buf cache_bufs[MAILBOX_CACHE_FIELD_COUNT];
 
 	if (d->changed_since_set && m->modseq <= d->changed_since)
 		return 0;
@@ -658,13 +668,8 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	if (ce == NULL && d->need_parse)
 		msg = mime_parse(data != NULL ? data : (const unsigned char *)"", len, NULL,
 				 MIME_PARSE_LF_TO_CRLF);
-	if (msg != NULL && d->wants_cache && (m->cache_off == 0 || cache_bad)) {
-		struct mailbox_cache_entry built;
-		cache_entry_build(msg, cache_bufs, &built);
-		mailbox_cache_add(s->box, idx, &built);
-		for (int i = 0; i < MAILBOX_CACHE_FIELD_COUNT; i++)
-			buf_free(&cache_bufs[i]);
-	}
+	if (msg != NULL && d->wants_cache && (m->cache_off == 0 || cache_bad))
+		imap_cache_add(s->box, idx, msg);
 	/* BINARY sections first: an unknown encoding fails the message */
 	struct buf *bin = NULL;
 	for (unsigned i = 0; i < d->count && msg != NULL; i++) {

@@ -173,6 +173,11 @@ imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_close, imap_cmd_unselect
 imap_cmd_fn imap_cmd_fetch, imap_cmd_search;
 imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
+/* Queues the cache entry (mailbox-cache.h) of box->msgs[idx], parsed as
+ * msg; written by mailbox_cache_flush() (imap-fetch.c). */
+struct mime_message;
+void imap_cache_add(struct mailbox *box, unsigned idx, const struct mime_message *msg);
+
 /* ---- SEARCHRES (imap-search.c) ---- */
 /* "$" (RFC 5182) for another command: the saved result as a UID set
  * ("1:3,7"; "" when empty or saved in another mailbox), mf_malloc'ed. A

@@ -667,12 +667,16 @@ static bool in_saved(const struct search_msg *sm, uint32_t uid)
 static bool eval_text(struct imap_session *s, const struct snode *n, unsigned idx,
 		      struct search_msg *sm)
 {
-	if (n->key == K_HEADER && mailbox_cache_header_cached(n->header, strlen(n->header)) &&
-	    hdr_load(s, idx, sm))
+	bool cacheable = n->key == K_HEADER && mailbox_cache_header_cached(n->header, strlen(n->header));
+	if (cacheable && hdr_load(s, idx, sm))
 		return header_match(sm, sm->hdr_msg, n);
+	bool was_loaded = sm->loaded;
 	msg_load(s, idx, sm);
 	if (sm->failed)
 		return false;
+	/* read for a cacheable header: the next search of it needs no file */
+	if (cacheable && !was_loaded)
+		imap_cache_add(s->box, idx, sm->msg);
 	if (n->key == K_HEADER)
 		return header_match(sm, sm->msg, n);
 	if (n->key == K_TEXT && part_header_contains(sm, sm->msg->root, n->str))
@@ -869,6 +873,7 @@ static void search_work(struct imap_job *job)
 		hdr_free(&sm);
 	}
 	buf_free(&sm.scratch);
+	mailbox_cache_flush(box);
 	mailbox_cache_release(box);
 	write_result(job, d, ids, mods, n);
 	if ((d->ret & RET_SAVE) != 0)

@@ -188,6 +188,8 @@ void mailbox_cache_add(struct mailbox *box, unsigned idx, const struct mailbox_c
 	}
 	put32(c->queued.data + start + 12,
 	      (uint32_t)crc32(0L, c->queued.data + start + ENTRY_HEAD, (uInt)body_len));
+	if (c->queued.len >= MAILBOX_CACHE_QUEUE_MAX)
+		mailbox_cache_flush(box);
 }
 
 /* The cache file opened for appending, created (or replaced, when it is

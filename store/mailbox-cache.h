@@ -21,6 +21,7 @@
 #define MAILBOX_CACHE_ENTRY_MAX (256 * 1024)
 #define MAILBOX_CACHE_FILE_MAX (1024u * 1024 * 1024)
 #define MAILBOX_CACHE_WINDOW (1024 * 1024)
+#define MAILBOX_CACHE_QUEUE_MAX (2 * 1024 * 1024)   /* queued: written at once */
 
 /* Header fields kept (case-insensitive): what Thunderbird, K-9/FairEmail,
  * iOS Mail and mbsync fetch for their message lists. */
@@ -58,7 +59,8 @@ int mailbox_cache_entry_parse(const unsigned char *p, size_t avail, uint32_t uid
  * next cache call on box. False when it has none (or it is unreadable). */
 bool mailbox_cache_lookup(struct mailbox *box, unsigned idx, struct mailbox_cache_entry *e);
 /* Queues the fields of box->msgs[idx] for mailbox_cache_flush() (copied;
- * an entry over MAILBOX_CACHE_ENTRY_MAX is not kept). */
+ * an entry over MAILBOX_CACHE_ENTRY_MAX is not kept); flushes by itself
+ * once MAILBOX_CACHE_QUEUE_MAX bytes are queued. */
 void mailbox_cache_add(struct mailbox *box, unsigned idx, const struct mailbox_cache_entry *e);
 /* Appends the queued entries under the mailbox lock and records their
  * offsets in the index. A failure only costs the cache (logged). */
