@@ -175,6 +175,22 @@ static bool box_has(const struct mailbox *box, uint32_t uid)
 	return false;
 }
 
+/* "* VANISHED <set>" of UIDs collected from the highest down (reversed in
+ * place); nothing when there are none. */
+static void write_vanished_desc(struct buf *out, uint32_t *gone, size_t n)
+{
+	if (n == 0)
+		return;
+	for (size_t a = 0, b = n - 1; a < b; a++, b--) {
+		uint32_t t = gone[a];
+		gone[a] = gone[b];
+		gone[b] = t;
+	}
+	buf_printf(out, "* VANISHED ");
+	imap_write_uidset(out, gone, n);
+	buf_printf(out, "\r\n");
+}
+
 /* What left the mailbox: "* n EXPUNGE" from the highest sequence number
  * down (so each number is still valid when the client reads it), or one
  * "* VANISHED <uids>" once QRESYNC is on (RFC 7162 3.2.10). */
@@ -194,17 +210,7 @@ static void write_expunges(struct imap_session *s, const struct imap_view_msg *o
 		else
 			buf_printf(out, "* %u EXPUNGE\r\n", i);
 	}
-	if (n > 0) {
-		/* collected from the top down */
-		for (size_t a = 0, b = n - 1; a < b; a++, b--) {
-			uint32_t t = gone[a];
-			gone[a] = gone[b];
-			gone[b] = t;
-		}
-		buf_printf(out, "* VANISHED ");
-		imap_write_uidset(out, gone, n);
-		buf_printf(out, "\r\n");
-	}
+	write_vanished_desc(out, gone, n);
 	free(gone);
 }
 
@@ -297,16 +303,7 @@ static void write_idle_updates(struct imap_session *s, const struct imap_idle_vi
 				buf_printf(out, "* %u EXPUNGE\r\n", seq);
 		}
 	}
-	if (ngone > 0) {
-		for (size_t a = 0, b = ngone - 1; a < b; a++, b--) {
-			uint32_t t = gone[a];
-			gone[a] = gone[b];
-			gone[b] = t;
-		}
-		buf_printf(out, "* VANISHED ");
-		imap_write_uidset(out, gone, ngone);
-		buf_printf(out, "\r\n");
-	}
+	write_vanished_desc(out, gone, ngone);
 	free(gone);
 	for (unsigned i = 0; i < box->count; i++) {
 		struct mailbox_msg *m = &box->msgs[i];
@@ -814,7 +811,7 @@ static void store_work(struct imap_job *job)
 	bool *modified = mf_calloc(d->count + 1, sizeof(bool));
 	bool *expunged = mf_calloc(d->count + 1, sizeof(bool));
 	struct mailbox_msg *before = mf_calloc(d->count + 1, sizeof(*before));
-	unsigned *todo = mf_calloc(d->count + 1, sizeof(unsigned)), ntodo = 0;
+	unsigned *run = mf_calloc(d->count + 1, sizeof(unsigned)), nrun = 0;
 	bool failed = false;
 
 	for (unsigned i = 0; i < d->count; i++) {
@@ -824,17 +821,17 @@ static void store_work(struct imap_job *job)
 		if (d->conditional && d->unchanged_since == 0)
 			modified[i] = true;
 		else
-			todo[ntodo++] = d->idx[i];
+			run[nrun++] = d->idx[i];
 	}
-	bool *mod_todo = mf_calloc(ntodo + 1, sizeof(bool)), *exp_todo = mf_calloc(ntodo + 1, sizeof(bool));
-	if (ntodo > 0 && mailbox_store_flags(box, todo, ntodo, &ch, d->conditional ? d->unchanged_since : 0,
-					     mod_todo, exp_todo, &error) < 0)
+	bool *mod_run = mf_calloc(nrun + 1, sizeof(bool)), *exp_run = mf_calloc(nrun + 1, sizeof(bool));
+	if (nrun > 0 && mailbox_store_flags(box, run, nrun, &ch, d->conditional ? d->unchanged_since : 0,
+					     mod_run, exp_run, &error) < 0)
 		failed = true;
 	for (unsigned i = 0, t = 0; i < d->count; i++) {
 		if (modified[i])
 			continue;
-		modified[i] = mod_todo[t];
-		expunged[i] = exp_todo[t];
+		modified[i] = mod_run[t];
+		expunged[i] = exp_run[t];
 		t++;
 		if (failed || expunged[i])
 			continue;
@@ -868,9 +865,9 @@ static void store_work(struct imap_job *job)
 	free(modified);
 	free(expunged);
 	free(before);
-	free(todo);
-	free(mod_todo);
-	free(exp_todo);
+	free(run);
+	free(mod_run);
+	free(exp_run);
 }
 
 /* The optional "(UNCHANGEDSINCE n)" modifier list (RFC 7162 3.1.3). */

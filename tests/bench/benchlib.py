@@ -70,9 +70,9 @@ def tree_cpu_seconds(root_pid):
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(name))
-    total, todo, first = 0, [root_pid], True
-    while todo:
-        pid = todo.pop()
+    total, stack, first = 0, [root_pid], True
+    while stack:
+        pid = stack.pop()
         try:
             f = _stat_fields(pid)
         except OSError:
@@ -82,7 +82,7 @@ def tree_cpu_seconds(root_pid):
         if first:
             total += int(f[13]) + int(f[14])
             first = False
-        todo.extend(children.get(pid, []))
+        stack.extend(children.get(pid, []))
     return total / CLK_TCK
 
 
@@ -141,11 +141,11 @@ def tree_pids(root_pid):
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(name))
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
+    out, stack = [], [root_pid]
+    while stack:
+        pid = stack.pop()
         out.append(pid)
-        todo.extend(children.get(pid, []))
+        stack.extend(children.get(pid, []))
     return out
 
 
