@@ -441,10 +441,16 @@ def mail_rows(report):
 def test_slow_nas_is_told_from_a_fast_one(nfs, tmp_path):
     args = ["--quick", "--only", "mail", "--levels", "1,2", "--level-time", "1",
             "--readdir-entries", "20", "--messages", "8"] + SLOW_THRESHOLDS
-    proc, fast, table = run_json_and_table(args + [nfs.url()], tmp_path)
-    assert_consistent(proc, fast, table)
-    fast_rows = mail_rows(fast)
-    assert len(fast_rows) == 10
+    # the direct run must pass every latency check; one scheduling hiccup
+    # on a loaded machine can push a p99 over its threshold, so it gets
+    # three tries (a NAS that is really slow fails all three)
+    for attempt in range(3):
+        proc, fast, table = run_json_and_table(args + [nfs.url()], tmp_path)
+        assert_consistent(proc, fast, table)
+        fast_rows = mail_rows(fast)
+        assert len(fast_rows) == 10
+        if all(c["verdict"] == "PASS" for c in fast_rows.values()):
+            break
     assert all(c["verdict"] == "PASS" for c in fast_rows.values()), fast_rows
     assert proc.returncode == 0
 
