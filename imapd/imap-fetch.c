@@ -46,6 +46,7 @@ struct fetch_data {
 	struct fetch_item items[FETCH_ITEMS_MAX];
 	unsigned count;
 	bool uid, need_data, need_parse, sets_seen, has_flags;
+	bool *seen_now;                /* per position: \Seen set by this FETCH */
 	unsigned *idx, msg_count, pos;
 	char *set;
 	bool failed;
@@ -73,6 +74,7 @@ static void fetch_data_free(void *data)
 	free(d->idx);
 	free(d->set);
 	free(d->uid_ranges);
+	free(d->seen_now);
 	free(d);
 }
 
@@ -690,12 +692,8 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		free(data);
 		return 0;
 	}
-	if (d->sets_seen && !s->read_only && (m->flags & MAILBOX_FLAG_SEEN) == 0) {
-		const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
-		bool modified = false, expunged = false;
-		seen_now = mailbox_store_flags(s->box, &idx, 1, &ch, 0, &modified, &expunged, &error) == 0 &&
-			!expunged;
-	}
+	if (d->seen_now != NULL)
+		seen_now = d->seen_now[d->pos];
 	buf_printf(&job->out, "* %u FETCH (", idx + 1);
 	bool first = true;
 	if (d->uid) {
@@ -733,6 +731,36 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	return 0;
 }
 
+/* A body fetch sets \Seen (RFC 3501 6.4.5): for every message of the
+ * command at once, so it costs one mailbox lock and one index write. */
+static void fetch_set_seen(struct imap_session *s, struct fetch_data *d)
+{
+	const struct mailbox_flag_change ch = { .add = MAILBOX_FLAG_SEEN };
+	unsigned *idx = mf_calloc(d->msg_count + 1, sizeof(*idx)), *pos = mf_calloc(d->msg_count + 1, sizeof(*pos));
+	bool *modified = mf_calloc(d->msg_count + 1, sizeof(bool));
+	bool *expunged = mf_calloc(d->msg_count + 1, sizeof(bool));
+	unsigned n = 0;
+	const char *error;
+
+	d->seen_now = mf_calloc(d->msg_count + 1, sizeof(bool));
+	for (unsigned i = 0; i < d->msg_count; i++) {
+		const struct mailbox_msg *m = &s->box->msgs[d->idx[i]];
+		if ((m->flags & MAILBOX_FLAG_SEEN) != 0 ||
+		    (d->changed_since_set && m->modseq <= d->changed_since))
+			continue;
+		pos[n] = i;
+		idx[n++] = d->idx[i];
+	}
+	if (n > 0 && mailbox_store_flags(s->box, idx, n, &ch, 0, modified, expunged, &error) == 0) {
+		for (unsigned k = 0; k < n; k++)
+			d->seen_now[pos[k]] = !expunged[k];
+	}
+	free(idx);
+	free(pos);
+	free(modified);
+	free(expunged);
+}
+
 static void fetch_work(struct imap_job *job)
 {
 	struct fetch_data *d = job->data;
@@ -744,6 +772,8 @@ static void fetch_work(struct imap_job *job)
 			imap_write_vanished_since(job->s, d->changed_since, d->uid_ranges,
 						  d->uid_range_count, &job->out);
 	}
+	if (d->pos == 0 && d->sets_seen && !job->s->read_only && d->seen_now == NULL)
+		fetch_set_seen(job->s, d);
 	while (d->pos < d->msg_count) {
 		if (fetch_one(job, d, d->idx[d->pos]) < 0)
 			d->failed = true;

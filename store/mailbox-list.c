@@ -564,28 +564,9 @@ int mailbox_subscriptions_get(struct store *store, const char *domain, const cha
 
 static int subs_write(struct store *store, const char *domain, const char *user, char **names)
 {
-	struct mf_io *io = store_io(store);
 	char *path = subs_path(domain, user);
-	char *tmp = mf_asprintf("%s.tmp.%llu", path, (unsigned long long)store_next_counter(store));
-	struct buf out;
-	struct io_file *file;
-	int ret;
+	int ret = lines_write(store, path, names);
 
-	buf_init(&out, 0);
-	for (char **p = names; *p != NULL; p++)
-		buf_printf(&out, "%s\n", *p);
-	ret = io_open(io, tmp, IO_O_WRONLY | IO_O_CREAT | IO_O_TRUNC, 0600, &file);
-	if (ret == 0) {
-		ret = io_write_all(file, out.data != NULL ? out.data : (const unsigned char *)"", out.len);
-		if (io_close(&file) < 0)
-			ret = -1;
-		if (ret == 0)
-			ret = io_rename(io, tmp, path);
-		if (ret < 0)
-			io_unlink(io, tmp);
-	}
-	buf_free(&out);
-	free(tmp);
 	free(path);
 	return ret;
 }

@@ -61,28 +61,16 @@ def _stat_fields(pid):
 def tree_cpu_seconds(root_pid):
     """user+sys of root_pid and all its live descendants, plus what root_pid's
     reaped children used (cutime/cstime), in seconds."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            ppid = int(_stat_fields(int(name))[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    total, stack, first = 0, [root_pid], True
-    while stack:
-        pid = stack.pop()
+    total = 0
+    for pid in tree_pids(root_pid):
         try:
             f = _stat_fields(pid)
         except OSError:
             continue
         # fields after comm: state=0 ppid=1 ... utime=11 stime=12 cutime=13 cstime=14
         total += int(f[11]) + int(f[12])
-        if first:
+        if pid == root_pid:
             total += int(f[13]) + int(f[14])
-            first = False
-        stack.extend(children.get(pid, []))
     return total / CLK_TCK
 
 
