@@ -72,6 +72,8 @@ static enum fault_action fault_check(struct fault_io *fio, enum io_op op, int *e
 		return FAULT_NONE;
 	if (rule.stall_ms > 0)
 		sleep_ms(rule.stall_ms);
+	if (rule.err == 0)
+		return FAULT_NONE;   /* a stall only */
 	*err_r = rule.err;
 	return rule.after ? FAULT_AFTER : FAULT_BEFORE;
 }

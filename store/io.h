@@ -73,7 +73,8 @@ enum io_op {
 	IO_OP_COUNT
 };
 /* The nth (1-based) call of op from now on fails with err; with stall_ms > 0
- * it sleeps that long first. nth == 0 clears the fault for op. */
+ * it sleeps that long first (err 0: it only sleeps, then is carried out).
+ * nth == 0 clears the fault for op. */
 void io_fault_set(struct mf_io *io, enum io_op op, unsigned nth, int err, unsigned stall_ms);
 /* Configures faults from a spec such as "write:3:EIO,rename:1:ESTALE"; used by
  * the daemon's test-only setting store.fault_inject. Returns -1 on a bad spec. */

@@ -141,6 +141,31 @@ void mailbox_index_forget(struct mailbox_index *idx)
 	idx->superseded = 0;
 }
 
+void mailbox_index_copy(struct mailbox_index *dst, const struct mailbox_index *src)
+{
+	dst->uid_validity = src->uid_validity;
+	dst->generation = src->generation;
+	dst->offset = src->offset;
+	dst->highest_modseq = src->highest_modseq;
+	dst->expunge_floor = src->expunge_floor;
+	dst->superseded = src->superseded;
+	dst->need_rewrite = src->need_rewrite;
+	if (dst->cap < src->count) {
+		dst->cap = src->count;
+		dst->recs = mf_realloc(dst->recs, dst->cap * sizeof(*dst->recs));
+	}
+	dst->count = src->count;
+	if (src->count > 0)
+		memcpy(dst->recs, src->recs, src->count * sizeof(*src->recs));
+	if (dst->exp_cap < src->exp_count) {
+		dst->exp_cap = src->exp_count;
+		dst->expunged = mf_realloc(dst->expunged, dst->exp_cap * sizeof(*dst->expunged));
+	}
+	dst->exp_count = src->exp_count;
+	if (src->exp_count > 0)
+		memcpy(dst->expunged, src->expunged, src->exp_count * sizeof(*src->expunged));
+}
+
 /* Index of the first record with uid >= the given one. */
 static size_t rec_pos(const struct mailbox_index *idx, uint32_t uid)
 {

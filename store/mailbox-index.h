@@ -70,6 +70,10 @@ void mailbox_index_free(struct mailbox_index **idx);
 /* Frees the records (the next refresh reads the whole file again). */
 void mailbox_index_forget(struct mailbox_index *idx);
 
+/* Makes dst (an index of the same mailbox) hold what src holds, as if it
+ * had replayed the file as far as src did. */
+void mailbox_index_copy(struct mailbox_index *dst, const struct mailbox_index *src);
+
 /* Brings idx up to date with the file (incrementally when the generation is
  * unchanged). A missing file gives an empty index; a damaged one is marked
  * need_rewrite with what could be read. -1 only on an I/O error. */

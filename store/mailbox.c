@@ -5,8 +5,10 @@
 #include "store/mailbox-private.h"
 #include "store/mailbox-index.h"
 #include "store/mailbox-cache.h"
+#include "store/mailbox-snapshot.h"
 #include "store/maildir.h"
 #include "store/store-lock.h"
+#include "store/store-private.h"
 #include "store/uidlist-ext.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -343,6 +345,11 @@ struct sync_state {
 	char (*values)[24];
 	size_t update_count, update_cap;
 	unsigned moved;                /* files this sync moved new/ -> cur/ */
+	/* the uidlist, index and keywords files as the lock left them, when
+	 * new/ and cur/ are old enough for a settled snapshot */
+	int64_t settle_limit_ns;
+	struct snapshot_file_id files[SNAPSHOT_FILE_COUNT];
+	bool files_ok;
 };
 
 static void note_computed(struct sync_state *st, uint32_t uid, uint64_t vsize)
@@ -389,6 +396,26 @@ static int learn_cb(void *ctx, const struct uidlist_rec *rec, struct mailbox_ind
 	return 0;
 }
 
+static const char *const snapshot_file_names[SNAPSHOT_FILE_COUNT] = {
+	[SNAPSHOT_FILE_UIDLIST] = UIDLIST_FILE_NAME,
+	[SNAPSHOT_FILE_INDEX] = MAILBOX_INDEX_FILE,
+	[SNAPSHOT_FILE_KEYWORDS] = MAILBOX_KEYWORDS_FILE,
+};
+
+/* The identities of the files a snapshot depends on. */
+static int files_identify(struct store *store, const char *mbox_path,
+			  struct snapshot_file_id files[SNAPSHOT_FILE_COUNT])
+{
+	for (int i = 0; i < SNAPSHOT_FILE_COUNT; i++) {
+		char *path = mf_asprintf("%s/%s", mbox_path, snapshot_file_names[i]);
+		int ret = mailbox_snapshot_file_id(store, path, &files[i]);
+		free(path);
+		if (ret < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* uidlist_locked_fn: the index follows the uidlist, under the lock. */
 static int sync_hook(void *ctx, struct store *store, const char *mbox_path,
 		     const struct uidlist *ul, const char **error_r)
@@ -399,7 +426,13 @@ static int sync_hook(void *ctx, struct store *store, const char *mbox_path,
 		*error_r = "cannot read the mailbox index";
 		return -1;
 	}
-	return mailbox_index_reconcile(st->box->index, ul, learn_cb, st, error_r);
+	if (mailbox_index_reconcile(st->box->index, ul, learn_cb, st, error_r) < 0)
+		return -1;
+	const struct mailbox *box = st->box;
+	if (box->stamps_valid && box->stamps[0] < st->settle_limit_ns &&
+	    box->stamps[1] < st->settle_limit_ns)
+		st->files_ok = files_identify(store, mbox_path, st->files) == 0;
+	return 0;
 }
 
 static void sync_one(struct mailbox *box, struct sync_state *st, const struct uidlist_rec *rec)
@@ -462,13 +495,38 @@ static void sync_state_free(struct sync_state *st)
 	free(st->values);
 }
 
-int mailbox_sync(struct mailbox *box, const char **error_r)
+/* Settled: nothing the snapshot depends on changed within the last
+ * MAILBOX_SNAPSHOT_SETTLE_SECS before the sync began, by the NAS's clock. */
+static bool sync_settled(const struct mailbox *box, const struct sync_state *st)
 {
+	int64_t limit = st->settle_limit_ns;
+
+	if (!box->stamps_valid || !st->files_ok || st->moved > 0 ||
+	    box->stamps[0] >= limit || box->stamps[1] >= limit)
+		return false;
+	for (int i = 0; i < SNAPSHOT_FILE_COUNT; i++) {
+		if (st->files[i].exists && st->files[i].mtime_ns >= limit)
+			return false;
+	}
+	return true;
+}
+
+/* The locked rescan: uidlist, listing, index; then publishes a snapshot. */
+static int sync_full(struct mailbox *box, struct snapshot_entry *entry, const char **error_r)
+{
+	uint64_t started = mf_now_us();
+	bool fine;
+	int64_t nas_now_us = store_nas_now_us(box->store, &fine);
+	struct sync_state st = {
+		.box = box,
+		.settle_limit_ns = (nas_now_us - (fine ? MAILBOX_SNAPSHOT_SETTLE_MS * 1000LL :
+						  MAILBOX_SNAPSHOT_SETTLE_SECS * 1000000LL)) * 1000,
+	};
+
 	/* taken before the listing, so a change during it shows next time */
 	box->stamps_valid = dir_stamps(box, box->stamps) == 0;
 
 	struct uidlist *ul;
-	struct sync_state st = { .box = box };
 	const char *error;
 
 	if (uidlist_sync_hook(box->store, box->path, sync_hook, &st, &ul, error_r) < 0) {
@@ -488,11 +546,16 @@ int mailbox_sync(struct mailbox *box, const char **error_r)
 	    uidlist_ext_set(box->store, box->path, st.updates, st.update_count, &error) < 0)
 		log_warn("mailbox %s: cannot record sizes: %s", box->path, error);
 	st.msgs = mf_calloc(ul->count + 1, sizeof(*st.msgs));
-	for (size_t i = 0; i < ul->count; i++)
+	bool any_new = false;
+	for (size_t i = 0; i < ul->count; i++) {
 		sync_one(box, &st, &ul->recs[i]);
+		if (st.count > 0 && st.msgs[st.count - 1].in_new)
+			any_new = true;
+	}
 	msgs_free(&box->msgs, box->count);
 	box->msgs = st.msgs;
 	box->count = st.count;
+	bool settled = sync_settled(box, &st);
 	/* our own moves are no news (a change made meanwhile by others waits
 	 * for the next full sync) */
 	if (st.moved > 0)
@@ -500,9 +563,73 @@ int mailbox_sync(struct mailbox *box, const char **error_r)
 	box->uid_validity = ul->uid_validity;
 	box->uid_next = ul->next_uid;
 	box->highest_modseq = box->index->highest_modseq;
+	/* a read-only view with messages still in new/ is no one's snapshot */
+	if (!any_new)
+		mailbox_snapshot_publish(box->store, entry, box, started, settled, st.files);
 	sync_state_free(&st);
 	uidlist_free(&ul);
 	return 0;
+}
+
+/* The view from a snapshot: no NAS access at all. */
+static void sync_from_snapshot(struct mailbox *box, const struct mailbox_snapshot *snap)
+{
+	struct mailbox_msg *msgs = mf_calloc(snap->count + 1, sizeof(*msgs));
+
+	for (unsigned i = 0; i < snap->count; i++) {
+		const struct mailbox_msg *old = old_find(box->msgs, box->count, snap->msgs[i].uid);
+		msgs[i] = snap->msgs[i];
+		msgs[i].filename = mf_strdup(snap->msgs[i].filename);
+		msgs[i].recent = old != NULL && old->recent;
+	}
+	msgs_free(&box->msgs, box->count);
+	box->msgs = msgs;
+	box->count = snap->count;
+	mailbox_keywords_clear(box);
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (snap->keywords[i] != NULL)
+			box->keywords[i] = mf_strdup(snap->keywords[i]);
+	}
+	mailbox_index_copy(box->index, snap->index);
+	memcpy(box->stamps, snap->stamps, sizeof(box->stamps));
+	box->stamps_valid = true;
+	box->uid_validity = snap->uid_validity;
+	box->uid_next = snap->uid_next;
+	box->highest_modseq = box->index->highest_modseq;
+}
+
+/* A settled snapshot still describes the mailbox: five stats. */
+static bool snapshot_current(struct mailbox *box, const struct mailbox_snapshot *snap)
+{
+	struct snapshot_file_id files[SNAPSHOT_FILE_COUNT];
+	int64_t stamps[2];
+
+	if (dir_stamps(box, stamps) < 0 || stamps[0] != snap->stamps[0] ||
+	    stamps[1] != snap->stamps[1] || files_identify(box->store, box->path, files) < 0)
+		return false;
+	for (int i = 0; i < SNAPSHOT_FILE_COUNT; i++) {
+		if (!mailbox_snapshot_file_id_equal(&files[i], &snap->files[i]))
+			return false;
+	}
+	return true;
+}
+
+int mailbox_sync(struct mailbox *box, const char **error_r)
+{
+	uint64_t asked = mf_now_us();
+	struct snapshot_entry *entry = mailbox_snapshot_enter(box->store, box->path);
+	const struct mailbox_snapshot *snap = mailbox_snapshot_get(entry);
+	int ret = 0;
+
+	/* a sync that began after this one was asked for saw every change
+	 * this one could see */
+	if (snap != NULL && (snap->started_us >= asked ||
+			     (snap->settled && snapshot_current(box, snap))))
+		sync_from_snapshot(box, snap);
+	else
+		ret = sync_full(box, entry, error_r);
+	mailbox_snapshot_leave(box->store, &entry);
+	return ret;
 }
 
 void mailbox_drop_msgs(struct mailbox *box)

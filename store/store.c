@@ -4,6 +4,7 @@
  * succeeded (a retransmission), ESTALE is retried once. Also reads messages
  * back, undoing lz4 compression. */
 #include "store/store-private.h"
+#include "store/mailbox-snapshot.h"
 #include "store/maildir.h"
 #include "lib/log.h"
 
@@ -51,6 +52,7 @@ int store_new(struct mf_io *io, const struct store_settings *set,
 	store->host = maildir_host_sanitize(set->hostname != NULL ? set->hostname : host);
 	pthread_mutex_init(&store->lock, NULL);
 	scache_init(&store->mailboxes, STORE_MAILBOX_CACHE_MAX, no_free);
+	store->snapshots = mailbox_snapshots_new();
 	store_usage_init(store);
 	*store_r = store;
 	return 0;
@@ -64,6 +66,8 @@ void store_free(struct store **store)
 		return;
 	*store = NULL;
 	store_usage_deinit(s);
+	store_lock_tokens_free(s);
+	mailbox_snapshots_free(&s->snapshots);
 	scache_deinit(&s->mailboxes);
 	pthread_mutex_destroy(&s->lock);
 	io_free(&s->io);
@@ -92,8 +96,9 @@ static int64_t local_now_us(void)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-/* Creates, stats and removes a probe file at the root. */
-static int nas_clock_probe(struct store *store, int64_t *offset_us_r)
+/* Creates, stats and removes a probe file at the root. *fine_r: its mtime
+ * has a fraction of a second (a NAS with 1-second timestamps has none). */
+static int nas_clock_probe(struct store *store, int64_t *offset_us_r, bool *fine_r)
 {
 	char *path = mf_asprintf(".mailfleet-clock.%s.%d.%llu", store->host, (int)getpid(),
 				 (unsigned long long)store_next_counter(store));
@@ -112,26 +117,49 @@ static int nas_clock_probe(struct store *store, int64_t *offset_us_r)
 		return -1;
 	int64_t mid = before + (local_now_us() - before) / 2;
 	*offset_us_r = st.mtime_sec * 1000000 + st.mtime_nsec / 1000 - mid;
+	*fine_r = st.mtime_nsec != 0;
 	return 0;
 }
 
-int64_t store_nas_now(struct store *store)
+/* The NAS's now in microseconds; *fine_r (may be NULL): its timestamps
+ * were found to be finer than a second. */
+static int64_t nas_now_us(struct store *store, bool measure, bool *fine_r)
 {
 	int64_t offset = 0;
+	bool fine = false;
 
 	pthread_mutex_lock(&store->lock);
-	bool fresh = store->nas_offset_valid &&
+	bool fresh = !measure && store->nas_offset_valid &&
 		mf_now_ms() - store->nas_offset_at_ms < STORE_NAS_CLOCK_REFRESH_MS;
 	offset = store->nas_offset_us;
+	fine = store->nas_mtime_fine;
 	pthread_mutex_unlock(&store->lock);
-	if (!fresh && nas_clock_probe(store, &offset) == 0) {
+	if (!fresh && nas_clock_probe(store, &offset, &fine) == 0) {
 		pthread_mutex_lock(&store->lock);
 		store->nas_offset_us = offset;
 		store->nas_offset_valid = true;
 		store->nas_offset_at_ms = mf_now_ms();
+		store->nas_mtime_fine = fine;
 		pthread_mutex_unlock(&store->lock);
 	}
-	return (local_now_us() + offset) / 1000000;
+	if (fine_r != NULL)
+		*fine_r = fine;
+	return local_now_us() + offset;
+}
+
+int64_t store_nas_now(struct store *store)
+{
+	return nas_now_us(store, false, NULL) / 1000000;
+}
+
+int64_t store_nas_now_measured(struct store *store)
+{
+	return nas_now_us(store, true, NULL) / 1000000;
+}
+
+int64_t store_nas_now_us(struct store *store, bool *fine_r)
+{
+	return nas_now_us(store, false, fine_r);
 }
 
 static bool mailbox_known(struct store *store, const char *mbox)

@@ -1,11 +1,11 @@
-/* uidlist-sync.c: assigns UIDs under the per-mailbox lock on the NAS:
- * lock (exclusive create) -> fresh read -> list new/ and cur/ -> write a
- * temp file -> rename it over -> unlock. A lock is stale when its mtime is
- * older than lock_timeout_secs by the NAS's clock (the mtime of a file just
- * created there), never by the local clock. */
+/* uidlist-sync.c: assigns UIDs under the per-mailbox lock on the NAS
+ * (store-lock.h): lock -> fresh read -> list new/ and cur/ -> write a temp
+ * file -> rename it over -> unlock. A lock is stale when its mtime is older
+ * than lock_timeout_secs by the NAS's clock, never by the local clock. */
 #include "store/store-private.h"
 #include "store/uidlist.h"
 #include "store/maildir.h"
+#include "store/store-lock.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -16,15 +16,14 @@
 #include <unistd.h>
 
 #define UIDLIST_LOCK_NAME "mailfleet-uidlist.lock"
-#define UIDLIST_BACKOFF_MIN_MS 5
-#define UIDLIST_BACKOFF_MAX_MS 500
 #define UIDLIST_LISTING_MAX 10000000
 #define UIDLIST_LISTINGS_MAX 4     /* listings per sync when files seem gone */
 
 struct sync_ctx {
 	struct store *store;
 	const char *mbox;
-	char *lock_path, *lock_text;
+	char *lock_path;
+	struct store_lock *lock;
 	struct uidlist *ul;
 	struct listed *files;
 	size_t nfiles, cap;
@@ -42,132 +41,15 @@ struct listed {
 	bool matched;
 };
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* The NAS's current time: the mtime of a file created there now. */
-static int nas_time(struct sync_ctx *s, int64_t *now_r)
-{
-	char *path = mf_asprintf("%s/tmp/.mailfleet-now.%s.%d.%llu", s->mbox, s->store->host,
-				 (int)getpid(), (unsigned long long)store_next_counter(s->store));
-	struct io_file *file;
-	struct io_stat st;
-	int ret = io_open(s->store->io, path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0600, &file);
-
-	if (ret == 0) {
-		ret = io_fstat(file, &st);
-		io_close(&file);
-		io_unlink(s->store->io, path);
-		*now_r = st.mtime_sec;
-	}
-	free(path);
-	return ret;
-}
-
-static int lock_create(struct sync_ctx *s)
-{
-	struct io_file *file;
-
-	if (io_open(s->store->io, s->lock_path, IO_O_WRONLY | IO_O_CREAT | IO_O_EXCL, 0600, &file) < 0)
-		return -1;
-	int ret = io_write_all(file, s->lock_text, strlen(s->lock_text));
-	int err = errno;
-	if (io_close(&file) < 0 && ret == 0) {
-		err = errno;
-		ret = -1;
-	}
-	if (ret < 0) {
-		io_unlink(s->store->io, s->lock_path);
-		errno = err;
-	}
-	return ret;
-}
-
-/* Breaks the lock if it is stale; returns 1 when broken (or gone: a stat
- * racing with the holder's unlink fails with ESTALE over NFS, as the LOOKUP
- * found the file and the GETATTR did not), 0 when not stale. */
-static int lock_break_stale(struct sync_ctx *s)
-{
-	struct io_stat st, st2;
-	int64_t now = 0;
-
-	if (io_stat(s->store->io, s->lock_path, &st) < 0)
-		return errno == ENOENT || errno == ESTALE ? 1 : -1;
-	if (nas_time(s, &now) < 0)
-		return -1;
-	if (now - st.mtime_sec <= (int64_t)s->store->set.lock_timeout_secs)
-		return 0;
-	/* re-check that it is still the same file just before removing it */
-	if (io_stat(s->store->io, s->lock_path, &st2) < 0)
-		return errno == ENOENT || errno == ESTALE ? 1 : -1;
-	if (st2.ino != st.ino || st2.mtime_sec != st.mtime_sec)
-		return 0;
-	log_warn("store: breaking stale uidlist lock %s (%lld s old)", s->lock_path,
-		 (long long)(now - st.mtime_sec));
-	if (io_unlink(s->store->io, s->lock_path) < 0 && errno != ENOENT)
-		return -1;
-	return 1;
-}
-
 static int lock_take(struct sync_ctx *s)
 {
-	uint64_t deadline = mf_now_ms() + ((uint64_t)s->store->set.lock_timeout_secs + 10) * 1000;
-	unsigned backoff = UIDLIST_BACKOFF_MIN_MS;
+	unsigned timeout = s->store->set.lock_timeout_secs;
 
-	for (;;) {
-		if (lock_create(s) == 0)
-			return 0;
-		if (errno == ESTALE && mf_now_ms() <= deadline) {
-			sleep_ms(UIDLIST_BACKOFF_MIN_MS);
-			continue;
-		}
-		if (errno != EEXIST) {
-			s->error = "cannot create the uidlist lock";
-			return -1;
-		}
-		int ret = lock_break_stale(s);
-		if (ret < 0) {
-			s->error = "cannot check the uidlist lock";
-			return -1;
-		}
-		if (ret == 1)
-			continue;
-		if (mf_now_ms() > deadline) {
-			s->error = "timed out waiting for the uidlist lock";
-			errno = EAGAIN;
-			return -1;
-		}
-		sleep_ms(backoff + (unsigned)(mf_now_us() % backoff));
-		backoff = MF_MIN(backoff * 2, UIDLIST_BACKOFF_MAX_MS);
-	}
-}
-
-/* Removes the lock only if it is still ours (it may have been broken as
- * stale and taken by another node). When it cannot be read back (EIO,
- * ESTALE twice), it is removed anyway: a lock left behind would block the
- * mailbox for lock_timeout_secs, while removing a lock that is no longer
- * ours needs us to have held it for that long already. */
-static void lock_release(struct sync_ctx *s)
-{
-	char *data = NULL;
-	size_t len;
-	int ret = io_read_file(s->store->io, s->lock_path, 4096, &data, &len);
-
-	if (ret < 0 && errno == ESTALE)
-		ret = io_read_file(s->store->io, s->lock_path, 4096, &data, &len);
-	if (ret < 0 && errno == ENOENT) {
-		log_warn("store: uidlist lock %s vanished while held", s->lock_path);
-		return;
-	}
-	if (ret == 0 && strcmp(data, s->lock_text) != 0)
-		log_warn("store: uidlist lock %s was taken over", s->lock_path);
-	else if (io_unlink(s->store->io, s->lock_path) < 0 && errno == ESTALE)
-		io_unlink(s->store->io, s->lock_path);
-	free(data);
+	if (store_lock_take(s->store, s->lock_path, timeout, (timeout + 10) * 1000, &s->lock) == 0)
+		return 0;
+	s->error = errno == EAGAIN ? "timed out waiting for the uidlist lock" :
+		"cannot take the uidlist lock";
+	return -1;
 }
 
 static struct uidlist *uidlist_new_empty(struct store *store)
@@ -533,13 +415,11 @@ static int uidlist_sync_once(struct store *store, const char *mbox_path, uidlist
 	if (ul_r != NULL)
 		*ul_r = NULL;
 	s.lock_path = mf_asprintf("%s/%s", mbox_path, UIDLIST_LOCK_NAME);
-	s.lock_text = mf_asprintf("%s %d %lld %llu\n", store->host, (int)getpid(),
-				  (long long)time(NULL), (unsigned long long)store_next_counter(store));
 	ret = lock_take(&s);
 	if (ret == 0) {
 		ret = sync_locked(&s);
 		err = errno;
-		lock_release(&s);
+		store_lock_release(&s.lock);
 		errno = err;
 	}
 	err = errno;
@@ -552,7 +432,6 @@ static int uidlist_sync_once(struct store *store, const char *mbox_path, uidlist
 	if (ret < 0)
 		*error_r = s.error;
 	free(s.lock_path);
-	free(s.lock_text);
 	errno = err;
 	return ret;
 }

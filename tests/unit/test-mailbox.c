@@ -1,13 +1,19 @@
 /* test-mailbox.c: store/mailbox*.c on the in-memory backend: sync from the
  * uidlist, flags and keywords in file names (also against a concurrent
  * change by another view), append with flags and date, copy, expunge,
- * folders, subscriptions and the first-login folders. */
+ * folders, subscriptions and the first-login folders; snapshots of synced
+ * mailboxes (settled ones reused without a rescan, unsettled ones not,
+ * sessions asking together sharing one rescan). */
 #include "tests/unit/test.h"
 #include "store/mailbox-private.h"
+#include "store/mailbox-index.h"
 #include "store/maildir.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 TEST_DEFINE_GLOBALS
 
@@ -292,6 +298,160 @@ static void test_names(void)
 	CHECK_INT_EQ(mailbox_crlf_size((const unsigned char *)"a\nb\r\nc\n", 7), 9);
 }
 
+/* ---- snapshots of synced mailboxes (mailbox-snapshot.c) ---- */
+
+static struct store *new_fault_store(struct mf_io **io_r)
+{
+	struct store_settings set;
+	struct store *store;
+	const char *error;
+
+	*io_r = io_fault_new(io_mem_new());
+	store_settings_defaults(&set);
+	set.hostname = "unit";
+	if (store_new(*io_r, &set, &store, &error) < 0)
+		exit(1);
+	return store;
+}
+
+/* Sets the mtimes of the mailbox's directories and files 100 s back. */
+static void age_mailbox(struct mf_io *io, const char *mbox)
+{
+	static const char *const names[] = { "new", "cur", "mailfleet-uidlist", "mailfleet-index",
+					     "mailfleet-keywords" };
+	int64_t past = time(NULL) - 100;
+
+	for (size_t i = 0; i < MF_N_ELEMENTS(names); i++) {
+		char *path = mf_asprintf("%s/%s", mbox, names[i]);
+		struct io_stat st;
+		if (io_stat(io, path, &st) == 0)
+			CHECK_INT_EQ(io_utimes(io, path, past, past), 0);
+		free(path);
+	}
+}
+
+static void test_snapshot_settled(void)
+{
+	struct mf_io *io;
+	struct store *store = new_fault_store(&io);
+	const char *mbox = DOM "/" USR "/Maildir";
+	const char *error;
+
+	for (int i = 0; i < 5; i++)
+		deliver(store, NULL, "Subject: s\n\nbody\n");
+	struct mailbox *a = open_box(store, "INBOX", false);
+	CHECK_INT_EQ(mailbox_keyword_index(a, "$Label1", true), 0);
+	CHECK(mailbox_change_flags(a, 1, &(struct mailbox_flag_change){ .add = MAILBOX_FLAG_SEEN,
+								       .kw_add = 1 }, &error) == 0);
+	mailbox_free(&a);
+	a = open_box(store, "INBOX", false);   /* the index learns the flags */
+	age_mailbox(io, mbox);
+	/* a full sync of a quiet mailbox leaves a settled snapshot ... */
+	unsigned readdirs = io_fault_calls(io, IO_OP_READDIR);
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK(io_fault_calls(io, IO_OP_READDIR) > readdirs);
+	/* ... so the next view of it lists nothing */
+	readdirs = io_fault_calls(io, IO_OP_READDIR);
+	struct mailbox *b = open_box(store, "INBOX", true);
+	CHECK_INT_EQ(io_fault_calls(io, IO_OP_READDIR), readdirs);
+	CHECK_INT_EQ(b->count, 5);
+	CHECK_INT_EQ(b->uid_next, 6);
+	CHECK_INT_EQ(b->uid_validity, a->uid_validity);
+	CHECK_INT_EQ(b->highest_modseq, a->highest_modseq);
+	CHECK(b->msgs[1].flags == MAILBOX_FLAG_SEEN && b->msgs[1].keywords == 1);
+	CHECK(b->keywords[0] != NULL && strcmp(b->keywords[0], "$Label1") == 0);
+	CHECK_INT_EQ(b->msgs[4].modseq, a->msgs[4].modseq);
+	CHECK(b->index->count == 5 && b->msgs[0].size == a->msgs[0].size);
+	CHECK(!b->msgs[0].recent);
+	/* a change by anyone moves an mtime: the next sync rescans */
+	CHECK(mailbox_change_flags(a, 0, &(struct mailbox_flag_change){ .add = MAILBOX_FLAG_FLAGGED },
+				   &error) == 0);
+	readdirs = io_fault_calls(io, IO_OP_READDIR);
+	CHECK(mailbox_sync(b, &error) == 0);
+	CHECK(io_fault_calls(io, IO_OP_READDIR) > readdirs);
+	CHECK(b->msgs[0].flags & MAILBOX_FLAG_FLAGGED);
+	/* a new message in new/ too */
+	age_mailbox(io, mbox);
+	CHECK(mailbox_sync(b, &error) == 0);     /* settles again */
+	deliver(store, NULL, "Subject: late\n\nbody\n");
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK_INT_EQ(a->count, 6);
+	CHECK(a->msgs[5].recent);
+	mailbox_free(&a);
+	mailbox_free(&b);
+	store_free(&store);
+}
+
+static void test_snapshot_unsettled_not_trusted(void)
+{
+	struct mf_io *io;
+	struct store *store = new_fault_store(&io);
+
+	deliver(store, NULL, "Subject: s\n\nbody\n");
+	struct mailbox *a = open_box(store, "INBOX", false);
+	/* just written: a change within the NAS's clock granularity could
+	 * look like none, so every view rescans */
+	unsigned readdirs = io_fault_calls(io, IO_OP_READDIR);
+	struct mailbox *b = open_box(store, "INBOX", false);
+	CHECK(io_fault_calls(io, IO_OP_READDIR) > readdirs);
+	CHECK_INT_EQ(b->count, 1);
+	mailbox_free(&a);
+	mailbox_free(&b);
+	store_free(&store);
+}
+
+struct sync_thread {
+	struct store *store;
+	struct mailbox *box;
+	int ret;
+	pthread_t tid;
+};
+
+static void *sync_thread_run(void *ctx)
+{
+	struct sync_thread *t = ctx;
+	const char *error;
+
+	t->ret = mailbox_sync(t->box, &error);
+	return NULL;
+}
+
+static void test_snapshot_coalesced(void)
+{
+	struct mf_io *io;
+	struct store *store = new_fault_store(&io);
+	struct sync_thread t[3];
+
+	deliver(store, NULL, "Subject: s\n\nbody\n");
+	for (int i = 0; i < 3; i++)
+		t[i] = (struct sync_thread){ .store = store, .box = open_box(store, "INBOX", false) };
+	deliver(store, NULL, "Subject: woken\n\nbody\n");
+	/* the first sync's listing stalls; the two others ask meanwhile: the
+	 * second rescans (the first began before it asked), the third uses
+	 * what the second found (it began after the third asked) */
+	unsigned readdirs = io_fault_calls(io, IO_OP_READDIR);
+	io_fault_set(io, IO_OP_READDIR, 1, 0, 300);
+	pthread_create(&t[0].tid, NULL, sync_thread_run, &t[0]);
+	usleep(100 * 1000);
+	pthread_create(&t[1].tid, NULL, sync_thread_run, &t[1]);
+	usleep(50 * 1000);
+	pthread_create(&t[2].tid, NULL, sync_thread_run, &t[2]);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i].tid, NULL);
+		CHECK_INT_EQ(t[i].ret, 0);
+		CHECK_INT_EQ(t[i].box->count, 2);
+		CHECK_INT_EQ(t[i].box->msgs[1].uid, 2);
+	}
+	/* two rescans of new/ and cur/, not three */
+	CHECK_INT_EQ(io_fault_calls(io, IO_OP_READDIR) - readdirs, 4);
+	/* exactly one view moved the new message to cur/: its \Recent */
+	CHECK_INT_EQ(t[0].box->msgs[1].recent + t[1].box->msgs[1].recent +
+		     t[2].box->msgs[1].recent, 1);
+	for (int i = 0; i < 3; i++)
+		mailbox_free(&t[i].box);
+	store_free(&store);
+}
+
 int main(void)
 {
 	test_run(test_names);
@@ -300,5 +460,8 @@ int main(void)
 	test_run(test_append_copy_expunge);
 	test_run(test_folders_and_subscriptions);
 	test_run(test_rename_inbox_and_changed);
+	test_run(test_snapshot_settled);
+	test_run(test_snapshot_unsettled_not_trusted);
+	test_run(test_snapshot_coalesced);
 	return test_exit();
 }

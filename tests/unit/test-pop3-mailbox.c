@@ -2,7 +2,9 @@
  * extension fields (store/uidlist-ext.c) and the POP3 maildrop
  * (pop3d/pop3-mailbox.c) on a POSIX store in a temp dir: exclusive locks,
  * refresh, stale locks broken by their age, a taken-over lock never removed
- * by its old holder; W/P fields set under the uidlist lock; [IN-USE] for a
+ * by its old holder; locks linked to a reused token file (a lost LINK
+ * reply, a store without hard links, dead processes' tokens swept, the
+ * token's mtime kept fresh); W/P fields set under the uidlist lock; [IN-USE] for a
  * second open, sizes cached, DELE + commit removes files, close removes
  * nothing; and an I/O fault while committing. */
 #include "pop3d/pop3-mailbox.h"
@@ -10,7 +12,9 @@
 #include "store/uidlist-ext.h"
 #include "tests/unit/test.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +68,25 @@ static void write_file(const char *rel, const char *text)
 	fclose(f);
 }
 
+static void unlink_file(const char *rel)
+{
+	char path[8192];
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	if (unlink(path) < 0) {
+		perror(path);
+		exit(1);
+	}
+}
+
+static int mkdir_rel(const char *rel)
+{
+	char path[8192];
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 static bool exists(const char *rel)
 {
 	char path[8192];
@@ -112,6 +135,144 @@ static void test_lock_stale_is_broken(void)
 	CHECK_INT_EQ(store_lock_is_ours(fresh), 1);
 	store_lock_release(&fresh);
 	CHECK(!exists("locks/s.lock"));
+	store_free(&store);
+}
+
+/* Files in the token directory, and the one token's path. */
+static unsigned tokens_count(char *one, size_t size)
+{
+	char path[8192];
+	unsigned n = 0;
+
+	snprintf(path, sizeof(path), "%s/.mailfleet-lock-tokens", root);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		return 0;
+	for (struct dirent *d; (d = readdir(dir)) != NULL;) {
+		if (d->d_name[0] == '.')
+			continue;
+		n++;
+		snprintf(one, size, ".mailfleet-lock-tokens/%s", d->d_name);
+	}
+	closedir(dir);
+	return n;
+}
+
+static void test_lock_tokens_reused(void)
+{
+	struct store *store = new_store();
+	struct store_lock *a = NULL;
+	char token[1024] = "", path[8192];
+	struct stat lock_st, token_st;
+
+	CHECK_INT_EQ(io_mkdir_parents(store_io(store), "locks", 0700), 0);
+	for (int i = 0; i < 100; i++) {
+		CHECK_INT_EQ(store_lock_try(store, "locks/t.lock", 60, &a, NULL), 0);
+		store_lock_release(&a);
+	}
+	CHECK(!exists("locks/t.lock"));
+	/* one token, linked as the lock each time: no file made per lock */
+	CHECK_INT_EQ(tokens_count(token, sizeof(token)), 1);
+	CHECK_INT_EQ(store_lock_try(store, "locks/t.lock", 60, &a, NULL), 0);
+	snprintf(path, sizeof(path), "%s/locks/t.lock", root);
+	CHECK_INT_EQ(stat(path, &lock_st), 0);
+	snprintf(path, sizeof(path), "%s/%s", root, token);
+	CHECK_INT_EQ(stat(path, &token_st), 0);
+	CHECK(lock_st.st_ino == token_st.st_ino && lock_st.st_nlink == 2);
+	CHECK(time(NULL) - lock_st.st_mtime < 5);
+	store_lock_release(&a);
+	store_free(&store);
+	/* the store removes its tokens when it goes */
+	CHECK_INT_EQ(tokens_count(token, sizeof(token)), 0);
+}
+
+static void test_lock_link_reply_lost(void)
+{
+	struct store *store = new_store_io(true);
+	struct store_lock *a = NULL, *b = NULL;
+
+	CHECK_INT_EQ(io_mkdir_parents(store_io(store), "locks", 0700), 0);
+	/* the LINK was carried out, its retransmission answered EEXIST */
+	io_fault_set_after(store_io(store), IO_OP_LINK, 1, EEXIST);
+	CHECK_INT_EQ(store_lock_try(store, "locks/r.lock", 60, &a, NULL), 0);
+	CHECK_INT_EQ(store_lock_is_ours(a), 1);
+	CHECK_INT_EQ(store_lock_try(store, "locks/r.lock", 60, &b, NULL), -1);
+	CHECK_INT_EQ(errno, EEXIST);
+	store_lock_release(&a);
+	CHECK(!exists("locks/r.lock"));
+	store_free(&store);
+}
+
+static void test_lock_without_hard_links(void)
+{
+	struct store *store = new_store_io(true);
+	struct store_lock *a = NULL, *b = NULL;
+	char path[8192];
+	struct stat st;
+
+	CHECK_INT_EQ(io_mkdir_parents(store_io(store), "locks", 0700), 0);
+	io_fault_set(store_io(store), IO_OP_LINK, 1, EPERM, 0);
+	CHECK_INT_EQ(store_lock_try(store, "locks/n.lock", 60, &a, NULL), 0);
+	snprintf(path, sizeof(path), "%s/locks/n.lock", root);
+	CHECK_INT_EQ(stat(path, &st), 0);
+	CHECK_INT_EQ(st.st_nlink, 1);   /* a file of its own, holding our text */
+	CHECK_INT_EQ(store_lock_is_ours(a), 1);
+	CHECK_INT_EQ(store_lock_try(store, "locks/n.lock", 60, &b, NULL), -1);
+	CHECK_INT_EQ(errno, EEXIST);
+	store_lock_release(&a);
+	CHECK(!exists("locks/n.lock"));
+	/* and so are later locks: the store has been found to lack links */
+	CHECK_INT_EQ(store_lock_try(store, "locks/n.lock", 60, &a, NULL), 0);
+	CHECK_INT_EQ(stat(path, &st), 0);
+	CHECK_INT_EQ(st.st_nlink, 1);
+	store_lock_release(&a);
+	store_free(&store);
+}
+
+static void test_lock_tokens_of_dead_processes_swept(void)
+{
+	static const char *const names[] = { "unit.999999.aa", "unit.1.bb", "other.999999.cc" };
+	struct store *store;
+	struct store_lock *a = NULL;
+
+	CHECK(kill(999999, 0) < 0 && errno == ESRCH);
+	CHECK_INT_EQ(mkdir_rel(".mailfleet-lock-tokens"), 0);
+	for (size_t i = 0; i < 3; i++) {
+		char rel[256];
+		snprintf(rel, sizeof(rel), ".mailfleet-lock-tokens/%s", names[i]);
+		write_file(rel, "x\n");
+	}
+	store = new_store();
+	CHECK_INT_EQ(io_mkdir_parents(store_io(store), "locks", 0700), 0);
+	CHECK_INT_EQ(store_lock_try(store, "locks/w.lock", 60, &a, NULL), 0);
+	store_lock_release(&a);
+	CHECK(!exists(".mailfleet-lock-tokens/unit.999999.aa"));   /* this host, dead */
+	CHECK(exists(".mailfleet-lock-tokens/unit.1.bb"));         /* alive */
+	CHECK(exists(".mailfleet-lock-tokens/other.999999.cc"));   /* another host's */
+	store_free(&store);
+	unlink_file(".mailfleet-lock-tokens/unit.1.bb");
+	unlink_file(".mailfleet-lock-tokens/other.999999.cc");
+}
+
+static void test_lock_token_mtime_fresh(void)
+{
+	struct store *store = new_store();
+	struct store_lock *a = NULL;
+	char token[1024] = "", path[8192];
+	time_t long_ago = time(NULL) - 1000;
+	struct stat st;
+
+	CHECK_INT_EQ(io_mkdir_parents(store_io(store), "locks", 0700), 0);
+	CHECK_INT_EQ(store_lock_try(store, "locks/m.lock", 8, &a, NULL), 0);
+	store_lock_release(&a);
+	CHECK_INT_EQ(tokens_count(token, sizeof(token)), 1);
+	CHECK_INT_EQ(io_utimes(store_io(store), token, long_ago, long_ago), 0);
+	usleep(1100 * 1000);   /* over an eighth of the timeout */
+	CHECK_INT_EQ(store_lock_try(store, "locks/m.lock", 8, &a, NULL), 0);
+	snprintf(path, sizeof(path), "%s/locks/m.lock", root);
+	CHECK_INT_EQ(stat(path, &st), 0);
+	CHECK(time(NULL) - st.st_mtime < 5);   /* not taken for a stale lock */
+	store_lock_release(&a);
 	store_free(&store);
 }
 
@@ -212,7 +373,9 @@ static void test_commit_after_lock_lost(void)
 
 	make_mailbox(store, "lost", 2);
 	CHECK_INT_EQ(pop3_mailbox_open(store, "ex.test", "lost", &mset, &mbox, &error), POP3_OPEN_OK);
-	/* another node broke the lock as stale and holds it now */
+	/* another node broke the lock as stale and holds it now (a lock is
+	 * identified by its file, so the old one is removed first) */
+	unlink_file("ex.test/lost/Maildir/" POP3_LOCK_FILE_NAME);
 	write_file("ex.test/lost/Maildir/" POP3_LOCK_FILE_NAME, "othernode 1 1 1\n");
 	mbox->msgs[0].deleted = true;
 	CHECK_INT_EQ(pop3_mailbox_refresh_lock(mbox), -1);
@@ -257,6 +420,11 @@ int main(void)
 	}
 	test_run(test_lock_exclusive_and_refresh);
 	test_run(test_lock_stale_is_broken);
+	test_run(test_lock_tokens_reused);
+	test_run(test_lock_link_reply_lost);
+	test_run(test_lock_without_hard_links);
+	test_run(test_lock_tokens_of_dead_processes_swept);
+	test_run(test_lock_token_mtime_fresh);
 	test_run(test_uidlist_ext);
 	test_run(test_maildrop);
 	test_run(test_commit_after_lock_lost);
