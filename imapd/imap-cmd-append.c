@@ -1,7 +1,9 @@
 /* imap-cmd-append.c: APPEND (RFC 3501 6.3.11) with flags, internal date,
- * UIDPLUS APPENDUID and APPENDLIMIT. A large message literal arrives
- * streamed (imap-session.c collects it, bounded by the limit); small ones
- * come in the parsed command. */
+ * UIDPLUS APPENDUID and APPENDLIMIT; the message as a literal, a literal8
+ * (BINARY, RFC 3516) or, after ENABLE UTF8=ACCEPT, "UTF8 (" literal8 ")"
+ * (RFC 6855 4). A large message literal arrives streamed (imap-session.c
+ * collects it, bounded by the limit); small ones come in the parsed
+ * command. */
 #include "imapd/imap-private.h"
 
 #include <errno.h>
@@ -97,29 +99,120 @@ static void append_work(struct imap_job *job)
 	buf_printf(&job->out, "%s OK [APPENDUID %u %u] Append completed\r\n", job->tag, validity, uid);
 }
 
+/* Where the message is: the last argument, or "UTF8" and a list holding
+ * only the literal as the last two. *first_r: the index where the message
+ * part starts (flags and date come before it). */
+static bool append_find_msg(const struct imap_command *cmd, size_t *first_r, bool *utf8_r,
+			    const struct imap_arg **msg_r)
+{
+	size_t n = cmd->arg_count, count;
+	const struct imap_arg *last = n > 0 ? &cmd->args[n - 1] : NULL, *list;
+
+	if (last == NULL)
+		return false;
+	*utf8_r = n >= 2 && imap_arg_atom_equals(&cmd->args[n - 2], "UTF8");
+	if (*utf8_r) {
+		/* a plain {n} inside is taken too: some clients send one */
+		if (!imap_arg_get_list(last, &list, &count) || count != 1 ||
+		    (list[0].type != IMAP_ARG_LITERAL && list[0].type != IMAP_ARG_LITERAL_STREAMED))
+			return false;
+		*first_r = n - 2;
+		*msg_r = &list[0];
+		return true;
+	}
+	if (last->type != IMAP_ARG_LITERAL && last->type != IMAP_ARG_LITERAL_STREAMED &&
+	    last->type != IMAP_ARG_STRING)
+		return false;
+	*first_r = n - 1;
+	*msg_r = last;
+	return true;
+}
+
+bool imap_append_literal_is_message(const struct imap_command *cmd, unsigned depth)
+{
+	size_t n;
+
+	if (cmd == NULL || strcmp(cmd->name, "APPEND") != 0)
+		return false;
+	if (depth == 0)
+		return true;
+	n = cmd->arg_count;
+	return depth == 1 && n >= 2 && cmd->args[n - 1].type == IMAP_ARG_LIST &&
+		cmd->args[n - 1].len == 0 && imap_arg_atom_equals(&cmd->args[n - 2], "UTF8");
+}
+
+/* True when the header section (up to the first empty line) has a byte
+ * over 127. */
+static bool header_has_8bit(const unsigned char *data, size_t len)
+{
+	bool line_start = true;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] >= 0x80)
+			return true;
+		if (data[i] == '\n') {
+			if (line_start)
+				return false;
+			line_start = true;
+		} else if (data[i] != '\r') {
+			line_start = false;
+		}
+	}
+	return false;
+}
+
+/* Mailbox, flags and date: the arguments before the message (index end). */
 static bool append_parse(const struct imap_session *s, const struct imap_command *cmd,
-			 struct append_data *d)
+			 size_t end, struct append_data *d)
 {
 	const struct imap_arg *list;
 	size_t count, i = 1;
 	const char *kw[MAILBOX_KEYWORDS_MAX], *date;
 
-	if (cmd->arg_count < 2 || cmd->arg_count > 4 ||
+	if (end < 1 || end > 3 ||
 	    !imap_client_mailbox_name(s, &cmd->args[0], d->name, sizeof(d->name)))
 		return false;
-	if (imap_arg_get_list(&cmd->args[i], &list, &count)) {
+	if (i < end && imap_arg_get_list(&cmd->args[i], &list, &count)) {
 		if (!imap_parse_flags(list, count, &d->flags, kw, &d->kw_count))
 			return false;
 		for (unsigned k = 0; k < d->kw_count; k++)
 			d->kw[k] = mf_strdup(kw[k]);
 		i++;
 	}
-	if (i + 1 < cmd->arg_count) {
+	if (i < end) {
 		if (!imap_arg_get_string(&cmd->args[i], &date) || !parse_date_time(date, &d->date))
 			return false;
 		i++;
 	}
-	return i + 1 == cmd->arg_count;
+	return i == end;
+}
+
+/* The checks before the store is asked; false when a response was sent. */
+static bool append_check(struct imap_session *s, const struct imap_command *cmd,
+			 const unsigned char *data, size_t len, struct append_data *d)
+{
+	const struct imap_arg *msg;
+	size_t first;
+	bool utf8;
+
+	if (!append_find_msg(cmd, &first, &utf8, &msg) || !append_parse(s, cmd, first, d)) {
+		imap_bad(s, cmd->tag, "Invalid APPEND arguments");
+		return false;
+	}
+	if (utf8 && !s->utf8_accept) {
+		imap_bad(s, cmd->tag, "APPEND UTF8 needs ENABLE UTF8=ACCEPT");
+		return false;
+	}
+	if (len > s->limits->message_size_max) {
+		imap_tagged(s, cmd->tag, "NO [TOOBIG] Message larger than APPENDLIMIT");
+		return false;
+	}
+	/* RFC 6855 4; an IMAP4rev2 client takes UTF-8 headers (RFC 9051) */
+	if (!s->utf8_accept && !s->imap4rev2 && header_has_8bit(data, len)) {
+		imap_tagged(s, cmd->tag, "NO 8-bit header fields need ENABLE UTF8=ACCEPT");
+		return false;
+	}
+	return true;
 }
 
 void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
@@ -128,14 +221,8 @@ void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 	struct append_data *d = mf_calloc(1, sizeof(*d));
 	struct imap_job *job;
 
-	if (!append_parse(s, cmd, d)) {
+	if (!append_check(s, cmd, data, len, d)) {
 		append_data_free(d);
-		imap_bad(s, cmd->tag, "Invalid APPEND arguments");
-		return;
-	}
-	if (len > s->limits->message_size_max) {
-		append_data_free(d);
-		imap_tagged(s, cmd->tag, "NO [TOOBIG] Message larger than APPENDLIMIT");
 		return;
 	}
 	d->msg = mf_malloc(len + 1);
@@ -150,9 +237,11 @@ void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 
 void imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
-	const struct imap_arg *msg = cmd->arg_count > 0 ? &cmd->args[cmd->arg_count - 1] : NULL;
+	const struct imap_arg *msg;
+	size_t first;
+	bool utf8;
 
-	if (msg == NULL || (msg->type != IMAP_ARG_LITERAL && msg->type != IMAP_ARG_STRING)) {
+	if (!append_find_msg(cmd, &first, &utf8, &msg) || msg->type == IMAP_ARG_LITERAL_STREAMED) {
 		imap_bad(s, cmd->tag, "APPEND needs a message literal");
 		return;
 	}

@@ -2,7 +2,8 @@
  * LIST-EXTENDED form with selection and return options, SPECIAL-USE and
  * CHILDREN attributes, RFC 5819 LIST-STATUS), LSUB, CREATE (with RFC 6154
  * CREATE-SPECIAL-USE), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE and STATUS.
- * Names on the wire are modified UTF-7 and are kept that way on disk; the
+ * Names on the wire are modified UTF-7 (UTF-8 once the client enables
+ * UTF8=ACCEPT or IMAP4rev2) and are kept as modified UTF-7 on disk; the
  * hierarchy delimiter is "/". A superior that has no folder of its own
  * (made so by DELETE of a folder with children) is listed \Noselect. */
 #include "imapd/imap-private.h"
@@ -100,6 +101,34 @@ static char *utf8_to_store(const char *str)
 	return ret;
 }
 
+/* Net-Unicode (RFC 5198 2) without the characters RFC 6855 3 and RFC 9051
+ * 5.1 forbid in a mailbox name: controls U+0000-001F, U+007F-009F, and the
+ * line and paragraph separators U+2028, U+2029. */
+static bool utf8_name_allowed(const unsigned char *p)
+{
+	for (; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) ||
+		    (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)))
+			return false;
+	}
+	return true;
+}
+
+/* The store's (modified UTF-7) name holds no forbidden character. */
+static bool store_name_allowed(const char *name)
+{
+	struct buf utf8;
+	bool ok;
+
+	if (imap_utf7_is_plain(name))
+		return utf8_name_allowed((const unsigned char *)name);
+	buf_init(&utf8, 0);
+	ok = imap_utf7_to_utf8(name, &utf8) == 0 && buf_append(&utf8, "", 1) == 0 &&
+		utf8_name_allowed(utf8.data);
+	buf_free(&utf8);
+	return ok;
+}
+
 bool imap_client_mailbox_name(const struct imap_session *s, const struct imap_arg *arg,
 			      char *name, size_t size)
 {
@@ -109,13 +138,13 @@ bool imap_client_mailbox_name(const struct imap_session *s, const struct imap_ar
 	bool ok;
 
 	if (!utf8_names(s))
-		return imap_mailbox_name(arg, name, size);
+		return imap_mailbox_name(arg, name, size) && store_name_allowed(name);
 	if (!imap_arg_get_astring(arg, &str) || (utf7 = utf8_to_store(str)) == NULL)
 		return false;
 	conv.type = IMAP_ARG_STRING;
 	conv.str = utf7;
 	conv.len = strlen(utf7);
-	ok = imap_mailbox_name(&conv, name, size);
+	ok = imap_mailbox_name(&conv, name, size) && store_name_allowed(name);
 	free(utf7);
 	return ok;
 }
@@ -136,19 +165,13 @@ void imap_append_mailbox_name(const struct imap_session *s, struct buf *out, con
 	buf_free(&utf8);
 }
 
-/* Reference + pattern (converted to modified UTF-7 when the session speaks
- * UTF-8), with any-case "INBOX" at the start made "INBOX". */
-static char *list_pattern(const char *ref, const char *pattern, bool utf8)
+/* Reference + pattern, with any-case "INBOX" at the start made "INBOX".
+ * A UTF-8 pattern stays UTF-8 and is matched against the names in UTF-8
+ * (pattern_matches): wildcards then stand for characters, not for parts
+ * of a modified UTF-7 base64 run. */
+static char *list_pattern(const char *ref, const char *pattern)
 {
 	char *p = mf_asprintf("%s%s", ref, pattern);
-
-	if (utf8) {
-		char *utf7 = utf8_to_store(p);
-		if (utf7 != NULL) {
-			free(p);
-			p = utf7;
-		}
-	}
 
 	if (strncasecmp(p, "INBOX", 5) == 0 && (p[5] == '\0' || p[5] == '/'))
 		memcpy(p, "INBOX", 5);
@@ -240,11 +263,17 @@ static char **with_superiors(char **folders)
 
 static bool pattern_matches(const struct list_data *d, const char *name)
 {
-	for (unsigned i = 0; i < d->pattern_count; i++) {
-		if (wildmatch(d->patterns[i], name))
-			return true;
-	}
-	return false;
+	struct buf utf8;
+	bool found = false;
+
+	buf_init(&utf8, 0);
+	if (d->utf8 && !imap_utf7_is_plain(name) && imap_utf7_to_utf8(name, &utf8) == 0 &&
+	    buf_append(&utf8, "", 1) == 0)
+		name = (const char *)utf8.data;
+	for (unsigned i = 0; i < d->pattern_count && !found; i++)
+		found = wildmatch(d->patterns[i], name);
+	buf_free(&utf8);
+	return found;
 }
 
 static void list_one(struct imap_job *job, const struct list_data *d, const char *name,
@@ -375,13 +404,13 @@ static bool list_patterns(const struct imap_arg *arg, const char *ref, struct li
 		for (size_t i = 0; i < count; i++) {
 			if (!imap_arg_get_astring(&list[i], &pattern))
 				return false;
-			d->patterns[d->pattern_count++] = list_pattern(ref, pattern, d->utf8);
+			d->patterns[d->pattern_count++] = list_pattern(ref, pattern);
 		}
 		return true;
 	}
 	if (!imap_arg_get_astring(arg, &pattern))
 		return false;
-	d->patterns[d->pattern_count++] = list_pattern(ref, pattern, d->utf8);
+	d->patterns[d->pattern_count++] = list_pattern(ref, pattern);
 	return true;
 }
 

@@ -919,10 +919,12 @@ const char *imap_parser_error(const struct imap_parser *p,
 
 /* ---- argument helpers ---- */
 
+/* literal8 (~{n}) is no string: RFC 3516 and RFC 6855 4 allow it only as
+ * APPEND's message data, which callers take from the argument itself. */
 static bool arg_is_string(const struct imap_arg *arg)
 {
 	return (arg->type == IMAP_ARG_STRING || arg->type == IMAP_ARG_LITERAL) &&
-		strlen(arg->str) == arg->len;
+		!arg->literal8 && strlen(arg->str) == arg->len;
 }
 
 bool imap_arg_get_astring(const struct imap_arg *arg, const char **str_r)

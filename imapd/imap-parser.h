@@ -190,7 +190,8 @@ void imap_parser_reset(struct imap_parser *parser);
 
 /* Argument helpers. astring: atom, NIL (as its text), quoted or literal
    without NUL. nstring: NIL gives NULL; quoted or literal without NUL.
-   string: quoted or literal without NUL. atom: atom only. */
+   string: quoted or literal without NUL. atom: atom only. A literal8
+   (~{n}) is none of these. */
 bool imap_arg_get_astring(const struct imap_arg *arg, const char **str_r);
 bool imap_arg_get_nstring(const struct imap_arg *arg, const char **str_r);
 bool imap_arg_get_string(const struct imap_arg *arg, const char **str_r);

@@ -210,6 +210,9 @@ void imap_notify_end(struct imap_session *s);
 /* APPEND with the message data (imap-cmd-append.c). */
 void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 		     const unsigned char *data, size_t len);
+/* True when a literal at list depth of the APPEND being parsed (cmd) is
+ * its message: at the top level, or alone in "UTF8 (" ... ")". */
+bool imap_append_literal_is_message(const struct imap_command *cmd, unsigned depth);
 
 /* ---- helpers in imap-cmd-mailbox.c ---- */
 /* The flag list "(\Seen $Label1 ...)" of msg in s->box (\Recent only

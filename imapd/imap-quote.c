@@ -3,8 +3,10 @@
 
 #include <string.h>
 
-static bool valid_utf8(const unsigned char *s, size_t len)
+bool imap_utf8_valid(const void *data, size_t len)
 {
+	const unsigned char *s = data;
+
 	for (size_t i = 0; i < len;) {
 		unsigned char c = s[i];
 		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 :
@@ -34,7 +36,7 @@ static bool needs_literal(const unsigned char *s, size_t len, unsigned int flags
 	}
 	if (!eight_bit)
 		return false;
-	return (flags & IMAP_QUOTE_UTF8) == 0 || !valid_utf8(s, len);
+	return (flags & IMAP_QUOTE_UTF8) == 0 || !imap_utf8_valid(s, len);
 }
 
 void imap_append_string(struct buf *out, const char *str, size_t len, unsigned int flags)

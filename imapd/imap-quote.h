@@ -15,6 +15,9 @@ enum imap_quote_flags {
 /* Appends s[0..len) as a quoted string or a literal ("{n}\r\n..."). NUL
    bytes, which neither form may carry, become spaces. */
 void imap_append_string(struct buf *out, const char *s, size_t len, unsigned int flags);
+/* True when data[0..len) is well-formed UTF-8 (RFC 3629: no overlong
+   forms, surrogates or code points over U+10FFFF). */
+bool imap_utf8_valid(const void *data, size_t len);
 /* NULL gives NIL. */
 void imap_append_nstring(struct buf *out, const char *s, unsigned int flags);
 

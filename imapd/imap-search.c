@@ -934,6 +934,12 @@ void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 		d->ret = RET_ALL;
 	}
 	if (p.count >= 2 && imap_arg_atom_equals(&p.args[0], "CHARSET")) {
+		if (s->utf8_accept) {
+			/* RFC 6855 3: the charset is UTF-8 now, a label conflicts */
+			search_data_free(d);
+			imap_bad(s, cmd->tag, "No CHARSET after ENABLE UTF8=ACCEPT");
+			return;
+		}
 		if (!imap_arg_get_astring(&p.args[1], &charset)) {
 			search_data_free(d);
 			imap_bad(s, cmd->tag, "Invalid CHARSET");

@@ -4,6 +4,7 @@
  * machinery that runs store work off the loop and sends its output in
  * bounded pieces (see imap-private.h). */
 #include "imapd/imap-private.h"
+#include "imapd/imap-quote.h"
 #include "imapd/imap-utf7.h"
 #include "store/mailbox-watch.h"
 #include "lib/log.h"
@@ -130,7 +131,7 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 		   " CHILDREN SPECIAL-USE LIST-EXTENDED STATUS=SIZE APPENDLIMIT=%zu",
 		   s->limits->message_size_max);
 	buf_printf(out, " ESEARCH LIST-STATUS CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE");
-	buf_printf(out, " IMAP4rev2 SEARCHRES BINARY");
+	buf_printf(out, " IMAP4rev2 SEARCHRES BINARY UTF8=ACCEPT");
 	if (s->state == IMAP_STATE_NOAUTH) {
 		if (conn_tls_available(s->conn))
 			buf_printf(out, " STARTTLS");
@@ -276,10 +277,27 @@ static const struct imap_command_def *command_find(const char *name)
 	return NULL;
 }
 
+/* Quoted strings may carry UTF-8 once the client enabled it, and then
+ * only well-formed UTF-8 (RFC 6855 3, RFC 9051 9 QUOTED-CHAR). */
+static bool quoted_utf8_valid(const struct imap_arg *args)
+{
+	for (const struct imap_arg *a = args; a->type != IMAP_ARG_EOL; a++) {
+		if (a->type == IMAP_ARG_LIST && !quoted_utf8_valid(a->list))
+			return false;
+		if (a->type == IMAP_ARG_STRING && !imap_utf8_valid(a->str, a->len))
+			return false;
+	}
+	return true;
+}
+
 static void dispatch(struct imap_session *s, const struct imap_command *cmd)
 {
 	const struct imap_command_def *def = command_find(cmd->name);
 
+	if ((s->utf8_accept || s->imap4rev2) && !quoted_utf8_valid(cmd->args)) {
+		imap_bad(s, cmd->tag, "Invalid UTF-8 in a quoted string");
+		return;
+	}
 	if (def == NULL) {
 		imap_bad(s, cmd->tag, "Unknown command");
 		return;
@@ -328,7 +346,7 @@ static void on_literal(struct imap_session *s)
 	const struct imap_command *cmd = imap_parser_command(s->parser);
 	const char *tag = imap_parser_tag(s->parser), *error;
 
-	if (cmd != NULL && strcmp(cmd->name, "APPEND") == 0 && info->depth == 0) {
+	if (imap_append_literal_is_message(cmd, info->depth)) {
 		if (info->size > s->limits->message_size_max) {
 			bool fatal = imap_parser_literal_reject(s->parser);
 			imap_tagged(s, tag, "NO [TOOBIG] Message larger than APPENDLIMIT");

@@ -478,7 +478,7 @@ def test_enable_utf8_names_and_rev2_esearch(imap):
     lines = list_lines(r, b"l3", 'STATUS "Résumé/Café" (MESSAGES)'.encode())
     assert lines == ['* STATUS "Résumé/Café" (MESSAGES 0)'.encode()]
     assert r.cmd(b"c", 'CREATE "Über"'.encode())[-1].startswith(b"c OK")
-    assert r.cmd(b"c2", b"CREATE \"bad\xff\"")[-1].startswith(b"c2 NO")   # not UTF-8
+    assert r.cmd(b"c2", b"CREATE \"bad\xff\"")[-1].startswith(b"c2 BAD")  # not UTF-8
     r.close()
     m = login(imap)
     typ, data = m.list('""', "&ANw-ber")                       # stored as modified UTF-7

@@ -2,7 +2,8 @@
  * first bytes choose limits, the literal decision and the chunk size; the
  * rest is fed once whole and once in chunks, and the two event transcripts
  * must agree. Atoms also go through the sequence-set and modified UTF-7
- * parsers (whose round trip must hold). */
+ * parsers (whose round trip must hold); a literal8 must never read as a
+ * string. */
 #include "imapd/imap-parser.h"
 #include "imapd/imap-utf7.h"
 #include "lib/buf.h"
@@ -22,6 +23,9 @@ static void walk_args(const struct imap_arg *args, struct buf *out)
 			continue;
 		}
 		buf_append(out, a->str, a->type == IMAP_ARG_LITERAL_STREAMED ? 0 : a->len);
+		/* a literal8 is APPEND's message only, never a string */
+		if (a->literal8 && (imap_arg_get_astring(a, &s) || imap_arg_get_nstring(a, &s)))
+			abort();
 		if (imap_arg_get_astring(a, &s)) {
 			struct imap_seq_range *r;
 			size_t n;
