@@ -164,6 +164,7 @@ static const struct opt imap_opts[] = {
 	{ "require_tls", OPT_BOOL, CFG_OFF(imap_require_tls), 0, 0, NULL, NULL },
 	{ "idle_keepalive", OPT_UINT, CFG_OFF(imap_idle_keepalive_secs), 10, 86400, NULL, NULL },
 	{ "compress", OPT_BOOL, CFG_OFF(imap_compress), 0, 0, NULL, NULL },
+	{ "utf8_accept", OPT_BOOL, CFG_OFF(imap_utf8_accept), 0, 0, NULL, NULL },
 };
 
 #define GROUP(name, opts) { name, opts, MF_N_ELEMENTS(opts) }
@@ -262,6 +263,7 @@ void config_defaults(struct mf_config *cfg)
 	cfg->imap_require_tls = false;
 	cfg->imap_idle_keepalive_secs = 29 * 60;
 	cfg->imap_compress = true;
+	cfg->imap_utf8_accept = false;
 	add_default_listener(cfg, MF_PROTO_IMAP, 1143, false);
 	add_default_listener(cfg, MF_PROTO_IMAP, 1993, true);
 	add_default_listener(cfg, MF_PROTO_POP3, 1110, false);

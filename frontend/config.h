@@ -65,6 +65,7 @@ struct mf_config {
 	bool imap_require_tls;            /* LOGINDISABLED, no AUTH= before TLS (false) */
 	unsigned imap_idle_keepalive_secs;/* "* OK Still here" interval in IDLE (1740) */
 	bool imap_compress;               /* offer COMPRESS=DEFLATE (true) */
+	bool imap_utf8_accept;            /* offer UTF8=ACCEPT, RFC 6855 (false) */
 
 	struct mf_limits limits;
 	struct mf_listener_config listeners[MF_LISTENERS_MAX];

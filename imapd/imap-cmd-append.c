@@ -207,8 +207,11 @@ static bool append_check(struct imap_session *s, const struct imap_command *cmd,
 		imap_tagged(s, cmd->tag, "NO [TOOBIG] Message larger than APPENDLIMIT");
 		return false;
 	}
-	/* RFC 6855 4; an IMAP4rev2 client takes UTF-8 headers (RFC 9051) */
-	if (!s->utf8_accept && !s->imap4rev2 && header_has_8bit(data, len)) {
+	/* RFC 6855 4, for a server offering UTF8=ACCEPT; an IMAP4rev2 client
+	 * takes UTF-8 headers (RFC 9051). Without the offer, 8-bit header
+	 * fields are stored as they came (old mail being migrated). */
+	if (s->ctx->config->imap_utf8_accept && !s->utf8_accept && !s->imap4rev2 &&
+	    header_has_8bit(data, len)) {
 		imap_tagged(s, cmd->tag, "NO 8-bit header fields need ENABLE UTF8=ACCEPT");
 		return false;
 	}

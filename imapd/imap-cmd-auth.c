@@ -60,17 +60,18 @@ void imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 	imap_tagged(s, cmd->tag, "OK ID completed");
 }
 
-/* ENABLE IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855): both make
- * mailbox names UTF-8 (imap_append_mailbox_name); IMAP4rev2 also makes
- * SEARCH answer with ESEARCH. True when name is one of them; newly enabled
- * names are added to enabled. */
+/* ENABLE IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855, when imap {
+ * utf8_accept } offers it): both make mailbox names UTF-8
+ * (imap_append_mailbox_name); IMAP4rev2 also makes SEARCH answer with
+ * ESEARCH. True when name is one of them; newly enabled names are added to
+ * enabled. */
 static bool enable_utf8(struct imap_session *s, const char *name, struct buf *enabled)
 {
 	bool *flag;
 
 	if (strcasecmp(name, "IMAP4rev2") == 0)
 		flag = &s->imap4rev2;
-	else if (strcasecmp(name, "UTF8=ACCEPT") == 0)
+	else if (strcasecmp(name, "UTF8=ACCEPT") == 0 && s->ctx->config->imap_utf8_accept)
 		flag = &s->utf8_accept;
 	else
 		return false;

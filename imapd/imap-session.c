@@ -131,7 +131,9 @@ void imap_capabilities(struct imap_session *s, struct buf *out)
 		   " CHILDREN SPECIAL-USE LIST-EXTENDED STATUS=SIZE APPENDLIMIT=%zu",
 		   s->limits->message_size_max);
 	buf_printf(out, " ESEARCH LIST-STATUS CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE");
-	buf_printf(out, " IMAP4rev2 SEARCHRES BINARY UTF8=ACCEPT");
+	buf_printf(out, " IMAP4rev2 SEARCHRES BINARY");
+	if (s->ctx->config->imap_utf8_accept)
+		buf_printf(out, " UTF8=ACCEPT");
 	if (s->state == IMAP_STATE_NOAUTH) {
 		if (conn_tls_available(s->conn))
 			buf_printf(out, " STARTTLS");

@@ -460,7 +460,9 @@ def test_quota_small_limit_and_not_logged_in(imap):
 
 # ---------------------------------------------------------------- ENABLE IMAP4rev2 / UTF8=ACCEPT
 
-def test_enable_utf8_names_and_rev2_esearch(imap):
+def test_enable_utf8_names_and_rev2_esearch(mf, domain):
+    imap, port = imap_node(mf, imap={"utf8_accept": True})
+    imap.imap_port = port
     m = login(imap)
     assert m.create("R&AOk-sum&AOk-/Caf&AOk-")[0] == "OK"     # "Résumé/Café" in modified UTF-7
     assert m.create("A&-B")[0] == "OK"                        # "A&B"

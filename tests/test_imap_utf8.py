@@ -6,11 +6,15 @@ streamed), messages with raw UTF-8 header fields (RFC 6532) in ENVELOPE and
 BODY[HEADER.FIELDS], SEARCH over them, and the refusals: UTF8 APPEND before
 ENABLE, 8-bit headers from a client that did not enable UTF-8, literal8 outside
 APPEND, malformed UTF-8 in quoted strings, forbidden characters in names, and
-SEARCH CHARSET after ENABLE UTF8=ACCEPT."""
+SEARCH CHARSET after ENABLE UTF8=ACCEPT. UTF8=ACCEPT is offered with
+imap { utf8_accept }; without it, ENABLE UTF8=ACCEPT enables nothing and a
+legacy client's 8-bit header fields are stored as they are."""
 import imaplib
 import re
 
-from test_imap import Raw, imap, login  # noqa: F401 (fixture)
+import pytest
+
+from test_imap import Raw, imap_node, login
 
 SUBJECT = "Grüße aus Köln".encode()
 NAME = "Jöran Ärlig".encode()
@@ -55,6 +59,20 @@ class Client(Raw):
             return [cont]
         self.send(data + tail + b"\r\n")
         return self.until_tag(tag)
+
+
+@pytest.fixture
+def imap(mf, domain):
+    node, port = imap_node(mf, imap={"utf8_accept": True})
+    node.imap_port = port
+    return node
+
+
+@pytest.fixture
+def plain_imap(mf, domain):
+    node, port = imap_node(mf)
+    node.imap_port = port
+    return node
 
 
 def client(node, enable=None):
@@ -245,3 +263,26 @@ def test_search_utf8_headers(imap):
         b"* SEARCH 1", b"s2 OK SEARCH completed"]
     assert untagged(legacy.cmd(b"s3", b"SEARCH CHARSET KOI8-R ALL")) == []
     legacy.close()
+
+
+def test_not_offered_by_default(plain_imap):
+    """Without imap { utf8_accept }: no UTF8=ACCEPT, ENABLE of it enables
+    nothing, and 8-bit header fields from a legacy client (old mail copied
+    by a migration tool) are stored and returned byte for byte."""
+    r = Client(plain_imap.imap_port)
+    assert r.cmd(b"L", b"LOGIN a@example.test secret")[-1].startswith(b"L OK")
+    caps = r.cmd(b"c", b"CAPABILITY")[0].split()
+    assert b"UTF8=ACCEPT" not in caps and b"IMAP4rev2" in caps
+    assert r.cmd(b"e", b"ENABLE UTF8=ACCEPT") == [b"* ENABLED", b"e OK Enabled"]
+    lines = r.literal_cmd(b"a1", b"APPEND INBOX UTF8 (", MSG, b")", literal8=True)
+    assert lines == [b"a1 BAD APPEND UTF8 needs ENABLE UTF8=ACCEPT"]
+    latin1 = b"From: J\xf6ran <j@example.test>\r\nSubject: Gr\xfc\xdfe\r\n\r\nbody\r\n"
+    assert r.literal_cmd(b"a2", b"APPEND INBOX ", latin1)[-1].startswith(b"a2 OK [APPENDUID ")
+    r.cmd(b"s", b"SELECT INBOX")
+    lines = r.cmd(b"f", b"FETCH 1 (BODY.PEEK[])")
+    assert lines[0] == b"* 1 FETCH (BODY[] " + lit(latin1) + b")"
+    # names stay modified UTF-7 on the wire
+    assert r.cmd(b"c1", b'CREATE "Caf&AOk-"')[-1].startswith(b"c1 OK")
+    assert b'"Caf&AOk-"' in b"".join(r.cmd(b"l", b'LIST "" Caf*'))
+    r.close()
+
