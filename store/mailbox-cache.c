@@ -22,6 +22,7 @@ struct mailbox_cache {
 	unsigned char *win;          /* read window */
 	uint64_t win_start;
 	size_t win_len;
+	size_t win_next;             /* size of the next window read, doubling */
 	struct buf queued;           /* encoded entries not yet written */
 	uint32_t *queued_uids;
 	size_t *queued_pos;          /* offset of each entry in queued */
@@ -140,15 +141,20 @@ bool mailbox_cache_lookup(struct mailbox *box, unsigned idx, struct mailbox_cach
 
 	if (off < CACHE_HEADER_SIZE)
 		return false;
-	if (!in_window(c, off, ENTRY_HEAD) &&
-	    (window_read(box, off, MAILBOX_CACHE_WINDOW) < 0 || !in_window(c, off, ENTRY_HEAD)))
-		return false;
+	/* a FETCH of a few messages reads little; one of many reads windows
+	 * growing up to MAILBOX_CACHE_WINDOW */
+	if (!in_window(c, off, ENTRY_HEAD)) {
+		c->win_next = c->win_next == 0 ? MAILBOX_CACHE_WINDOW_MIN :
+			MF_MIN(c->win_next * 2, (size_t)MAILBOX_CACHE_WINDOW);
+		if (window_read(box, off, c->win_next) < 0 || !in_window(c, off, ENTRY_HEAD))
+			return false;
+	}
 	int ret = mailbox_cache_entry_parse(c->win + (off - c->win_start),
 					    c->win_len - (size_t)(off - c->win_start), m->uid, e);
 	if (ret == 0) {
 		/* runs past the window: read it from its start */
 		uint32_t body_len = get32(c->win + (off - c->win_start) + 8);
-		if (window_read(box, off, MF_MAX((size_t)MAILBOX_CACHE_WINDOW, (size_t)ENTRY_HEAD + body_len)) < 0 ||
+		if (window_read(box, off, MF_MAX(c->win_next, (size_t)ENTRY_HEAD + body_len)) < 0 ||
 		    !in_window(c, off, ENTRY_HEAD))
 			return false;
 		ret = mailbox_cache_entry_parse(c->win, c->win_len, m->uid, e);

@@ -21,6 +21,7 @@
 #define MAILBOX_CACHE_ENTRY_MAX (256 * 1024)
 #define MAILBOX_CACHE_FILE_MAX (1024u * 1024 * 1024)
 #define MAILBOX_CACHE_WINDOW (1024 * 1024)
+#define MAILBOX_CACHE_WINDOW_MIN (32 * 1024)
 #define MAILBOX_CACHE_QUEUE_MAX (2 * 1024 * 1024)   /* queued: written at once */
 
 /* Header fields kept (case-insensitive): what Thunderbird, K-9/FairEmail,

@@ -124,3 +124,32 @@ def test_damaged_or_deleted_cache_is_rebuilt(imap, mf):
     assert os.path.exists(cache_file(mf))
     for c in (r, r2, r3):
         c.close()
+
+
+def test_cache_read_in_growing_windows(imap, mf):
+    """A cache of several read windows (the first is 32 KB, later ones grow):
+    entries across window edges, a few messages from the middle, and every
+    message at once all answer as when rendered."""
+    paths = corpus()
+    m = login(imap)
+    for i in range(12):
+        for p in paths:
+            with open(p, "rb") as f:
+                assert m.append("INBOX", None, None, f.read())[0] == "OK", p
+    m.logout()
+    r = raw(imap)
+    r.cmd(b"s", b"SELECT INBOX")
+    first = r.cmd(b"f1", b"FETCH 1:* " + ITEMS)
+    assert first[-1] == b"f1 OK Fetch completed"
+    assert os.path.getsize(cache_file(mf)) > 3 * 32 * 1024
+    r.close()
+    for part in (b"100:110", b"3,150,40,200,7", b"1:*"):
+        r = raw(imap)
+        r.cmd(b"s", b"EXAMINE INBOX")
+        got = r.cmd(b"f", b"FETCH " + part + b" " + ITEMS)
+        assert got[-1] == b"f OK Fetch completed"
+        want = {line.split(b" ", 2)[1]: line for line in first[:-1] if line.startswith(b"* ")}
+        for line in got[:-1]:
+            if line.startswith(b"* "):
+                assert line == want[line.split(b" ", 2)[1]]
+        r.close()
