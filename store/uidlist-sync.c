@@ -27,6 +27,8 @@ struct sync_ctx {
 	struct uidlist *ul;
 	struct listed *files;
 	size_t nfiles, cap;
+	uint32_t *slots;      /* hash of files by base name: index + 1, 0 free */
+	size_t slot_mask;
 	bool *found;          /* per record of ul: matched a listed file */
 	bool changed;
 	const char *error;
@@ -157,35 +159,37 @@ static int list_mailbox(struct sync_ctx *s)
 	return 0;
 }
 
-static int cmp_base_len(const char *a, size_t alen, const char *b, size_t blen)
+/* FNV-1a over the base name. */
+static size_t base_hash(const char *name, size_t len)
 {
-	int ret = memcmp(a, b, MF_MIN(alen, blen));
+	uint64_t h = 14695981039346656037ULL;
 
-	return ret != 0 ? ret : (alen > blen) - (alen < blen);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+	return (size_t)(h ^ (h >> 32));
 }
 
-static int listed_cmp(const void *a, const void *b)
+static bool base_equal(const struct listed *f, const char *name, size_t len)
 {
-	const struct listed *x = a, *y = b;
+	return f->base_len == len && memcmp(f->name, name, len) == 0;
+}
 
-	return cmp_base_len(x->name, x->base_len, y->name, y->base_len);
+/* The slot of base name (len bytes) in the hash: its file, or a free slot. */
+static uint32_t *listed_slot(struct sync_ctx *s, const char *name, size_t len)
+{
+	for (size_t i = base_hash(name, len) & s->slot_mask;; i = (i + 1) & s->slot_mask) {
+		uint32_t *slot = &s->slots[i];
+		if (*slot == 0 || base_equal(&s->files[*slot - 1], name, len))
+			return slot;
+	}
 }
 
 static struct listed *listed_find(struct sync_ctx *s, const char *filename)
 {
-	size_t lo = 0, hi = s->nfiles, len = maildir_base_len(filename);
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = cmp_base_len(filename, len, s->files[mid].name, s->files[mid].base_len);
-		if (c == 0)
-			return &s->files[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	if (s->slots == NULL)
+		return NULL;
+	uint32_t *slot = listed_slot(s, filename, maildir_base_len(filename));
+	return *slot == 0 ? NULL : &s->files[*slot - 1];
 }
 
 static void listed_free(struct sync_ctx *s)
@@ -194,6 +198,8 @@ static void listed_free(struct sync_ctx *s)
 		free(s->files[i].name);
 	mf_free(&s->files);
 	s->nfiles = s->cap = 0;
+	mf_free(&s->slots);
+	s->slot_mask = 0;
 }
 
 /* Matches records to files (by base name); returns how many records have
@@ -243,28 +249,33 @@ static void drop_missing(struct sync_ctx *s)
 	s->ul->count = out;
 }
 
-/* Sorts by base name and keeps one entry per base name: a message moved
- * from new/ to cur/ during the listing shows up in both (cur/ wins). */
-static void listed_sort_unique(struct sync_ctx *s)
+/* Hashes the listing by base name, keeping one entry per base name: a
+ * message moved from new/ to cur/ during the listing shows up in both (cur/
+ * wins; the other entry's name is freed and set to NULL). */
+static void listed_index(struct sync_ctx *s)
 {
-	size_t out = 0;
+	size_t size = 64;
 
-	if (s->nfiles > 1)   /* files is NULL when the mailbox is empty */
-		qsort(s->files, s->nfiles, sizeof(*s->files), listed_cmp);
+	while (size < 2 * s->nfiles)
+		size *= 2;
+	s->slots = mf_realloc(s->slots, size * sizeof(*s->slots));
+	memset(s->slots, 0, size * sizeof(*s->slots));
+	s->slot_mask = size - 1;
 	for (size_t i = 0; i < s->nfiles; i++) {
-		if (out > 0 && listed_cmp(&s->files[out - 1], &s->files[i]) == 0) {
-			struct listed *prev = &s->files[out - 1];
-			if (prev->in_new && !s->files[i].in_new) {
-				free(prev->name);
-				*prev = s->files[i];
-			} else {
-				free(s->files[i].name);
-			}
+		struct listed *f = &s->files[i];
+		uint32_t *slot = listed_slot(s, f->name, f->base_len);
+		if (*slot == 0) {
+			*slot = (uint32_t)i + 1;
 			continue;
 		}
-		s->files[out++] = s->files[i];
+		struct listed *prev = &s->files[*slot - 1];
+		if (prev->in_new && !f->in_new) {
+			mf_free(&prev->name);
+			*slot = (uint32_t)i + 1;
+		} else {
+			mf_free(&f->name);
+		}
 	}
-	s->nfiles = out;
 }
 
 static int listed_cmp_full(const void *a, const void *b)
@@ -278,7 +289,7 @@ static void assign_new(struct sync_ctx *s)
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->nfiles; i++) {
-		if (!s->files[i].matched)
+		if (s->files[i].name != NULL && !s->files[i].matched)
 			fresh[n++] = s->files[i];
 	}
 	qsort(fresh, n, sizeof(*fresh), listed_cmp_full);
@@ -325,7 +336,7 @@ static int relist(struct sync_ctx *s, bool *stable_r)
 	listed_free(s);
 	if (dir_mtimes(s, before) < 0 || list_mailbox(s) < 0 || dir_mtimes(s, after) < 0)
 		return -1;
-	listed_sort_unique(s);
+	listed_index(s);
 	*stable_r = before[0] == after[0] && before[1] == after[1];
 	return 0;
 }
@@ -336,7 +347,7 @@ static int scan(struct sync_ctx *s)
 
 	if (list_mailbox(s) < 0)
 		return -1;
-	listed_sort_unique(s);
+	listed_index(s);
 	/* A record without a file is an expunge, or a file that readdir
 	 * skipped because another session renamed it (a flag change) while
 	 * the listing ran: it had left its old place in the directory order

@@ -216,6 +216,47 @@ static void test_sync_basic(void)
 	store_free(&store);
 }
 
+/* A message caught in both new/ and cur/ by a listing (moved meanwhile) is
+ * one record, in cur/; many files each keep their UID across syncs. */
+static void test_sync_listing_duplicates(void)
+{
+	struct store *store = new_store(io_mem_new(), 120);
+	struct mf_io *io = store_io(store);
+	char *names[300];
+
+	for (int i = 0; i < 300; i++)
+		names[i] = deliver(store, "dup", "hello");
+	struct uidlist *ul = sync_ok(store, "dup");
+	if (ul == NULL)
+		return;
+	CHECK_INT_EQ(ul->count, 300);
+	uidlist_free(&ul);
+	char *from = mf_asprintf("example.com/dup/Maildir/new/%s", names[7]);
+	char *to = mf_asprintf("example.com/dup/Maildir/cur/%s:2,S", names[7]);
+	CHECK_INT_EQ(io_link(io, from, to), 0);
+	free(from);
+	free(to);
+	char *late = deliver(store, "dup", "late");
+	ul = sync_ok(store, "dup");
+	if (ul == NULL)
+		return;
+	CHECK_INT_EQ(ul->count, 301);
+	CHECK_INT_EQ(ul->next_uid, 302);
+	const struct uidlist_rec *r = uidlist_lookup(ul, names[7]);
+	CHECK(r != NULL && r->uid == 8 && !r->in_new && strstr(r->filename, ":2,S") != NULL);
+	for (int i = 0; i < 300; i++) {
+		r = uidlist_lookup(ul, names[i]);
+		CHECK(r != NULL && r->uid == (uint32_t)i + 1);
+	}
+	r = uidlist_lookup(ul, late);
+	CHECK(r != NULL && r->uid == 301);
+	uidlist_free(&ul);
+	for (int i = 0; i < 300; i++)
+		free(names[i]);
+	free(late);
+	store_free(&store);
+}
+
 static void write_file(struct mf_io *io, const char *path, const char *text)
 {
 	struct io_file *f;
@@ -576,6 +617,7 @@ int main(void)
 	test_run(test_parse_sample);
 	test_run(test_parse_garbage);
 	test_run(test_sync_basic);
+	test_run(test_sync_listing_duplicates);
 	test_run(test_import_dovecot);
 	test_run(test_sync_estale);
 	test_run(test_stale_lock);
