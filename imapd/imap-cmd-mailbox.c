@@ -881,7 +881,7 @@ static bool store_modifiers(struct imap_session *s, const struct imap_arg *arg, 
 	    !imap_parse_modseq(&list[1], &d->unchanged_since))
 		return false;
 	d->conditional = true;
-	s->condstore = true;
+	imap_condstore_enabling(s);
 	return true;
 }
 

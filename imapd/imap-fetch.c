@@ -190,8 +190,10 @@ static bool parse_body_item(struct fetch_item *it, const char *atom)
 	return true;
 }
 
-/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part]:
- * only part numbers between the brackets. */
+/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part].
+ * RFC 3516 has only part numbers between the brackets; HEADER, TEXT, MIME
+ * and HEADER.FIELDS are taken as for BODY[] (nothing to decode there), as
+ * other servers and clients do. */
 static bool parse_binary_item(struct fetch_item *it, const char *atom)
 {
 	const char *open = strchr(atom, '['), *close = strchr(atom, ']');
@@ -208,13 +210,18 @@ static bool parse_binary_item(struct fetch_item *it, const char *atom)
 		return false;
 	it->peek = name_len == 11;
 	it->section = mf_strndup(open + 1, (size_t)(close - open - 1));
-	it->nums = mf_strdup(it->section);
-	for (const char *p = it->nums; *p != '\0'; p++) {
-		bool digit = *p >= '0' && *p <= '9';
-		if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
+	if (it->section[strspn(it->section, "0123456789.")] != '\0') {
+		if (!parse_section(it, it->section))
 			return false;
+	} else {
+		it->nums = mf_strdup(it->section);
+		for (const char *p = it->nums; *p != '\0'; p++) {
+			bool digit = *p >= '0' && *p <= '9';
+			if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
+				return false;
+		}
+		it->kind = SEC_WHOLE;
 	}
-	it->kind = SEC_WHOLE;
 	if (close[1] == '\0')
 		return true;
 	unsigned long long a, b;
@@ -550,6 +557,10 @@ static int binary_text(const struct mime_message *msg, const unsigned char *data
 	struct buf crlf;
 	int ret;
 
+	if (it->kind != SEC_WHOLE) {
+		section_text(msg, data, len, it, sec);
+		return 0;
+	}
 	if (it->nums[0] == '\0') {
 		append_crlf(sec, data, len);
 		return 0;
@@ -819,7 +830,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 			imap_seqset_resolve(d->uid_ranges, &d->uid_range_count, top);
 	}
 	if (d->has_modseq)
-		s->condstore = true;
+		imap_condstore_enabling(s);
 	if (d->uid)
 		d->set = mf_strdup(set);
 	job = imap_job_new(s, cmd->tag, fetch_work);

@@ -236,6 +236,10 @@ bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags
 /* ---- CONDSTORE / QRESYNC (imap-condstore.c) ---- */
 /* ENABLE: true when name is CONDSTORE or QRESYNC (which is now on). */
 bool imap_enable_modseq(struct imap_session *s, const char *name);
+/* A CONDSTORE enabling command (FETCH MODSEQ, SEARCH MODSEQ, STORE
+ * UNCHANGEDSINCE...) turns CONDSTORE on; the first one in a selected
+ * mailbox sends "* OK [HIGHESTMODSEQ n]". */
+void imap_condstore_enabling(struct imap_session *s);
 /* A mod-sequence value (0 .. 2^63-1) from an atom. */
 bool imap_parse_modseq(const struct imap_arg *arg, uint64_t *modseq_r);
 /* Ascending UIDs as a compact set ("1:3,7"). */
