@@ -785,6 +785,7 @@ static void fetch_work(struct imap_job *job)
 	}
 	if (d->pos == 0 && d->sets_seen && !job->s->read_only && d->seen_now == NULL)
 		fetch_set_seen(job->s, d);
+	imap_write_flag_lists(job->s, false, &job->out);
 	while (d->pos < d->msg_count) {
 		if (fetch_one(job, d, d->idx[d->pos]) < 0)
 			d->failed = true;

@@ -125,6 +125,8 @@ struct imap_session {
 	/* CONDSTORE / QRESYNC (RFC 7162), enabled by ENABLE or first use */
 	bool condstore;
 	bool qresync;
+	/* keywords of s->box (bit = index) named in the last FLAGS response */
+	uint32_t keywords_told;
 };
 
 /* ---- imap-session.c ---- */
@@ -215,6 +217,10 @@ void imap_append_run(struct imap_session *s, const struct imap_command *cmd,
 /* The flag list "(\Seen $Label1 ...)" of msg in s->box (\Recent only
  * before IMAP4rev2). */
 void imap_write_flags(const struct imap_session *s, const struct mailbox_msg *m, struct buf *out);
+/* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" for s->box when it has
+ * keywords the client has not been told of (or always when force), so that
+ * no FETCH names a flag missing from FLAGS (RFC 3501 7.2.6). */
+void imap_write_flag_lists(struct imap_session *s, bool force, struct buf *out);
 /* Snapshot of what the client knows; free(). */
 struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_r);
 /* Syncs s->box (worker thread) and writes the untagged EXPUNGE / EXISTS /

@@ -243,3 +243,32 @@ def test_search_address_with_comments_and_groups(imap):
     assert r.cmd(b"f7", b"SEARCH FROM nobody@example.org")[0] == b"* SEARCH"
     assert r.cmd(b"f8", b"SEARCH NOT FROM example.org")[0] == b"* SEARCH 3"
     r.close()
+
+
+# ---------------------------------------------------------------- FLAGS
+
+def test_new_keyword_is_announced_in_flags_before_fetch(imap):
+    r1, r2 = raw_login(imap), raw_login(imap)
+    append(r1, b"a", b"INBOX", msg(b"kw"))
+    r1.cmd(b"s", b"SELECT INBOX")
+    lines = r2.cmd(b"s", b"SELECT INBOX")
+    assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)" in lines
+    # the storing session: FLAGS and PERMANENTFLAGS first, then the FETCH
+    lines = r1.cmd(b"st", b"STORE 1 +FLAGS (Project)")
+    assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded Project)"
+    assert lines[1] == (b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+                        b"$Forwarded Project \\*)] Flags permitted")
+    assert lines[2] == b"* 1 FETCH (FLAGS (Project \\Recent))"
+    # a second STORE of a known keyword repeats nothing
+    lines = r1.cmd(b"st2", b"STORE 1 -FLAGS (Project)")
+    assert lines == [b"* 1 FETCH (FLAGS (\\Recent))", b"st2 OK Store completed"]
+    # the other session learns the keyword before a FETCH names it
+    r1.cmd(b"st3", b"STORE 1 +FLAGS (Project)")
+    lines = r2.cmd(b"n", b"NOOP")
+    assert lines[0].startswith(b"* FLAGS (") and b" Project)" in lines[0], lines
+    assert lines[1].startswith(b"* OK [PERMANENTFLAGS (")
+    assert lines[2] == b"* 1 FETCH (UID 1 FLAGS (Project))"
+    # once told, plain FETCHes carry no FLAGS response
+    assert r2.cmd(b"f", b"FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (Project))", b"f OK Fetch completed"]
+    r1.close()
+    r2.close()
