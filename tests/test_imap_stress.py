@@ -22,6 +22,7 @@ import os
 import random
 import re
 import threading
+import time
 
 from test_imap import Raw, imap, raw_login  # noqa: F401 (fixture)
 
@@ -143,6 +144,23 @@ class Session:
                 self.recent.add(uid)
             self.flags[uid] = set(f for f in flags if f != b"\\Recent")
 
+    def idle(self):
+        """IDLE for a moment: the updates come from the idle view."""
+        self.tagn += 1
+        tag = b"s%d_%d" % (self.idx, self.tagn)
+        self.r.send(tag + b" IDLE\r\n")
+        line = self.r.line()
+        while not line.startswith(b"+"):
+            self.untagged(line, b"IDLE", True)
+            line = self.r.line()
+        time.sleep(0.05)
+        self.r.send(b"DONE\r\n")
+        lines = self.r.until_tag(tag)
+        for line in lines[:-1]:
+            self.untagged(line, b"IDLE", True)
+        if not lines[-1].startswith(tag + b" OK"):
+            self.error("IDLE: %r" % lines[-1])
+
     # -- commands
     def known_seq(self):
         return self.rng.randint(1, len(self.uids)) if self.uids else None
@@ -150,7 +168,7 @@ class Session:
     def step(self):
         rng = self.rng
         op = rng.choice(["store", "store", "store", "fetch", "uidfetch", "expunge", "append",
-                         "copy", "search", "noop"])
+                         "copy", "search", "noop", "idle"])
         seq = self.known_seq()
         if op == "store" and seq is not None:
             flags = b" ".join(rng.sample(FLAGS, rng.randint(1, 3)))
@@ -183,6 +201,8 @@ class Session:
                 self.untagged(line, b"APPEND", True)
         elif op == "copy" and seq is not None:
             self.command(b"COPY %d INBOX" % seq)
+        elif op == "idle":
+            self.idle()
         elif op == "search":
             self.command(b"SEARCH FLAGGED", expunge_ok=False)
         else:
@@ -242,12 +262,17 @@ def test_concurrent_sessions_untagged_state(imap):
             both = sessions[a].recent & sessions[b].recent
             if both:
                 errors.append("\\Recent for UIDs %r in sessions %d and %d" % (sorted(both), a, b))
-    # the same message looks the same everywhere
+    # the same message looks the same everywhere, its size is its length
     for uid in views[0][:: max(1, len(views[0]) // 5)]:
         seen = set()
         for s in sessions:
-            lines = s.command(b"UID FETCH %d (ENVELOPE BODYSTRUCTURE RFC822.SIZE)" % uid)
+            lines = s.command(b"UID FETCH %d (ENVELOPE BODYSTRUCTURE RFC822.SIZE "
+                              b"BODY.PEEK[HEADER.FIELDS (From Subject)] BODY.PEEK[])" % uid)
             seen.add(re.sub(rb"^\* \d+ FETCH", b"", lines[0]))
+            size = int(re.search(rb"RFC822\.SIZE (\d+)", lines[0]).group(1))
+            body = re.search(rb"BODY\[\] \{(\d+)\}", lines[0])
+            if body is None or int(body.group(1)) != size:
+                errors.append("UID %d: RFC822.SIZE %d, BODY[] %r" % (uid, size, body))
         if len(seen) != 1:
             errors.append("UID %d differs between sessions: %r" % (uid, seen))
     for s in sessions:
