@@ -132,6 +132,8 @@ static bool parse_section(struct fetch_item *it, const char *sec)
 	const char *p = sec;
 
 	while (isdigit((unsigned char)*p)) {
+		if (*p == '0')
+			return false;      /* part numbers are nz-number */
 		while (isdigit((unsigned char)*p))
 			p++;
 		if (*p != '.' || !isdigit((unsigned char)p[1]))
@@ -219,6 +221,8 @@ static bool parse_binary_item(struct fetch_item *it, const char *atom)
 			bool digit = *p >= '0' && *p <= '9';
 			if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
 				return false;
+			if (*p == '0' && (p == it->nums || p[-1] == '.'))
+				return false;      /* nz-number */
 		}
 		it->kind = SEC_WHOLE;
 	}

@@ -272,3 +272,17 @@ def test_new_keyword_is_announced_in_flags_before_fetch(imap):
     assert r2.cmd(b"f", b"FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (Project))", b"f OK Fetch completed"]
     r1.close()
     r2.close()
+
+
+def test_section_part_numbers_are_nonzero(imap):
+    r = raw_login(imap)
+    append(r, b"a", b"INBOX", NESTED)
+    r.cmd(b"s", b"SELECT INBOX")
+    for bad in (b"BODY[0]", b"BODY.PEEK[1.0]", b"BODY[01]", b"BODY[0.HEADER]", b"BINARY[0]",
+                b"BINARY.PEEK[2.0]", b"BINARY.SIZE[02]"):
+        assert r.cmd(b"b", b"FETCH 1 (%s)" % bad)[-1].startswith(b"b BAD"), bad
+    # a number that only contains a zero is fine; a part that is not there is empty
+    lines = r.cmd(b"g", b"FETCH 1 (BODY.PEEK[10] BODY.PEEK[2.1])")
+    # the CRLF before the boundary belongs to the boundary (RFC 2046 5.1.1)
+    assert b"\r\n".join(lines[:-1]) == b"* 1 FETCH (BODY[10] {0}\r\n BODY[2.1] {10}\r\ninner body)", lines
+    r.close()
