@@ -1029,10 +1029,15 @@ static void copy_work(struct imap_job *job)
 		else
 			buf_printf(&job->out, "%s OK Move completed\r\n", job->tag);
 	} else if (ret < 0) {
-		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
-			   err == ENOENT ? "[TRYCREATE] " : err == EIDRM ? "[EXPUNGEISSUED] " : "", error);
+		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag, err == ENOENT ? "[TRYCREATE] " : "", error);
+	} else if (done == 0 && d->count > 0) {
+		/* what another session expunged meanwhile is not there to copy
+		 * (RFC 2180 4.4): the rest is copied, the command succeeds */
+		buf_printf(&job->out, "%s OK [EXPUNGEISSUED] Nothing copied, the messages were expunged\r\n",
+			   job->tag);
 	} else {
-		buf_printf(&job->out, "%s OK %.*sCopy completed\r\n", job->tag, (int)code.len, code.data);
+		buf_printf(&job->out, "%s OK %.*sCopy completed%s\r\n", job->tag, (int)code.len, code.data,
+			   done < d->count ? ", some messages were expunged meanwhile" : "");
 	}
 out:
 	buf_free(&code);

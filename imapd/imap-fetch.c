@@ -805,7 +805,7 @@ static void fetch_work(struct imap_job *job)
 	if (d->unknown_cte)
 		buf_printf(&job->out, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n", job->tag);
 	else if (d->failed && !d->uid)
-		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some messages were expunged\r\n", job->tag);
+		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n", job->tag);
 	else
 		buf_printf(&job->out, "%s OK Fetch completed\r\n", job->tag);
 }

@@ -231,8 +231,8 @@ static int copy_by_content(struct mailbox *src, unsigned idx, const char *to, co
 /* Copies (hard link, else the content) or moves (rename: atomic, so of two
  * sessions moving one message exactly one succeeds) src->msgs[idx] into
  * dest's new/ with its flags in the name, so that the copy is \Recent in
- * the first session that sees it (RFC 3501 6.4.7). *to_r: the new file's path. A move of a
- * message that is gone returns 1 (nothing done). */
+ * the first session that sees it (RFC 3501 6.4.7). *to_r: the new file's path. A copy or
+ * move of a message that is gone returns 1 (nothing done). */
 static int transfer_one(struct mailbox *src, unsigned idx, struct mailbox *dest, bool move,
 			char **base_r, char **to_r, const char **error_r)
 {
@@ -257,14 +257,11 @@ static int transfer_one(struct mailbox *src, unsigned idx, struct mailbox *dest,
 		free(from);
 		if (ret < 0 && errno == ENOENT && attempt < 2 && mailbox_msg_relocate(src, m) == 0)
 			continue;
-		if (ret < 0 && errno == ENOENT && move)
+		if (ret < 0 && errno == ENOENT)
 			ret = 1;     /* moved or expunged by another session meanwhile */
-		else if (ret < 0 && errno != ENOENT && !move)
+		else if (ret < 0 && !move)
 			ret = copy_by_content(src, idx, to, error_r);
-		else if (ret < 0 && errno == ENOENT) {
-			*error_r = "message was expunged";
-			errno = EIDRM;   /* not ENOENT: that means "no such mailbox" */
-		} else if (ret < 0) {
+		else if (ret < 0) {
 			*error_r = "cannot move the message";
 		}
 		break;

@@ -286,3 +286,30 @@ def test_section_part_numbers_are_nonzero(imap):
     # the CRLF before the boundary belongs to the boundary (RFC 2046 5.1.1)
     assert b"\r\n".join(lines[:-1]) == b"* 1 FETCH (BODY[10] {0}\r\n BODY[2.1] {10}\r\ninner body)", lines
     r.close()
+
+
+# ---------------------------------------------------------------- expunged meanwhile
+
+def test_copy_and_fetch_of_messages_another_session_expunged(imap):
+    r1, r2 = raw_login(imap), raw_login(imap)
+    r1.cmd(b"c", b"CREATE dest")
+    for i in range(3):
+        append(r1, b"a%d" % i, b"INBOX", msg(b"m%d" % i))
+    r1.cmd(b"s", b"SELECT INBOX")
+    r2.cmd(b"s", b"SELECT INBOX")
+    r2.cmd(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    assert r2.cmd(b"e", b"EXPUNGE")[0] == b"* 2 EXPUNGE"
+    # r1 still has 3 messages; the gone one is skipped, the rest copied
+    lines = r1.cmd(b"cp", b"COPY 1:3 dest")
+    assert lines[-1] == b"cp OK [COPYUID %s 1,3 1,2] Copy completed, some messages were expunged meanwhile" % \
+        re.search(rb"COPYUID (\d+)", lines[-1]).group(1), lines
+    assert not any(b"EXPUNGE" in x for x in lines)       # not during COPY by sequence number
+    lines = r1.cmd(b"cp2", b"COPY 2 dest")
+    assert lines[-1] == b"cp2 OK [EXPUNGEISSUED] Nothing copied, the messages were expunged"
+    lines = r1.cmd(b"f", b"FETCH 2 (BODY.PEEK[])")
+    assert lines[-1] == b"f NO [EXPUNGEISSUED] Some of the requested messages no longer exist"
+    assert r1.cmd(b"n", b"NOOP")[0] == b"* 2 EXPUNGE"
+    lines = r2.cmd(b"st", b"STATUS dest (MESSAGES)")
+    assert lines[0] == b'* STATUS "dest" (MESSAGES 2)'
+    r1.close()
+    r2.close()
