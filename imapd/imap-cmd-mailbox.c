@@ -797,7 +797,7 @@ static void store_write_fetch(struct imap_session *s, const struct store_data *d
 	if (silent && !(s->condstore && changed))
 		return;
 	buf_printf(out, "* %u FETCH (", idx + 1);
-	if (d->uid)
+	if (d->uid || s->qresync)
 		buf_printf(out, "UID %u ", m->uid);
 	if (!silent) {
 		buf_printf(out, "FLAGS ");

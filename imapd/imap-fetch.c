@@ -711,7 +711,9 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		seen_now = d->seen_now[d->pos];
 	buf_printf(&job->out, "* %u FETCH (", idx + 1);
 	bool first = true;
-	if (d->uid) {
+	/* with QRESYNC every FETCH names its UID: the client tracks messages
+	 * by UID once VANISHED replaces EXPUNGE (RFC 7162 3.2) */
+	if (d->uid || s->qresync) {
 		bool asked = false;
 		for (unsigned i = 0; i < d->count; i++)
 			asked |= d->items[i].type == F_UID;

@@ -313,3 +313,23 @@ def test_copy_and_fetch_of_messages_another_session_expunged(imap):
     assert lines[0] == b'* STATUS "dest" (MESSAGES 2)'
     r1.close()
     r2.close()
+
+
+def test_qresync_fetch_responses_carry_uid(imap):
+    r = raw_login(imap)
+    for i in range(2):
+        append(r, b"a%d" % i, b"INBOX", msg(b"m%d" % i))
+    assert r.cmd(b"e", b"ENABLE QRESYNC")[0] == b"* ENABLED QRESYNC"
+    r.cmd(b"s", b"SELECT INBOX")
+    assert r.cmd(b"f", b"FETCH 2 (RFC822.SIZE)")[0].startswith(b"* 2 FETCH (UID 2 RFC822.SIZE ")
+    assert r.cmd(b"f2", b"FETCH 1 (UID FLAGS)")[0].startswith(b"* 1 FETCH (UID 1 FLAGS (")
+    lines = r.cmd(b"st", b"STORE 1 +FLAGS (\\Seen)")
+    assert re.match(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Seen \\Recent\) MODSEQ \(\d+\)\)$", lines[0]), lines
+    lines = r.cmd(b"st2", b"STORE 2 +FLAGS.SILENT (\\Seen)")
+    assert re.match(rb"\* 2 FETCH \(UID 2 MODSEQ \(\d+\)\)$", lines[0]), lines
+    # without QRESYNC a FETCH by sequence number has no UID it did not ask for
+    r2 = raw_login(imap)
+    r2.cmd(b"s", b"SELECT INBOX")
+    assert r2.cmd(b"f", b"FETCH 2 (RFC822.SIZE)")[0].startswith(b"* 2 FETCH (RFC822.SIZE ")
+    r.close()
+    r2.close()
