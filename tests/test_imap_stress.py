@@ -9,7 +9,7 @@ make sense of:
 - a UID that changes for a sequence number, UIDs out of order, a FETCH for
   a message the session was told is expunged;
 - a FETCH with a flag the session's last FLAGS response lacks;
-- \\Recent for one message in two sessions;
+- \\Recent for one message in two sessions, or (at the end) in none;
 - UIDVALIDITY changes, UIDNEXT going backwards;
 - at the end (after a NOOP in every session): the flags each session was
   told (by its own STOREs and by untagged FETCHes of others' changes) are
@@ -17,7 +17,9 @@ make sense of:
   and BODYSTRUCTURE of a message are the same in every session.
 
 Runs against the real daemon (one node, harness ports) in well under a
-minute with the sanitizer build."""
+minute with the sanitizer build. MF_STRESS_SEED and MF_STRESS_COMMANDS vary
+the run; MF_STRESS_LOG=<prefix> writes each session's exchanges to
+<prefix><n> for a failure's post-mortem."""
 import os
 import random
 import re
@@ -27,7 +29,7 @@ import time
 from test_imap import Raw, imap, raw_login  # noqa: F401 (fixture)
 
 SESSIONS = 4
-COMMANDS = int(os.environ.get("MF_STRESS_COMMANDS", "80"))
+COMMANDS = int(os.environ.get("MF_STRESS_COMMANDS", "120"))
 SEED = int(os.environ.get("MF_STRESS_SEED", "1000"))
 FLAGS = [b"\\Seen", b"\\Flagged", b"\\Answered", b"\\Draft", b"$Work", b"$Later", b"todo"]
 SYSTEM = {b"\\seen", b"\\flagged", b"\\answered", b"\\draft", b"\\deleted", b"\\recent"}
@@ -62,6 +64,9 @@ class Session:
         self.tagn += 1
         tag = b"s%d_%d" % (self.idx, self.tagn)
         lines = self.r.cmd(tag, text)
+        if os.environ.get("MF_STRESS_LOG"):
+            with open(os.environ["MF_STRESS_LOG"] + str(self.idx), "ab") as f:
+                f.write(b"C: " + text + b"\n" + b"\n".join(lines) + b"\n")
         for line in lines[:-1]:
             self.untagged(line, text, expunge_ok)
         # a message another session expunged meanwhile may fail the command
@@ -240,6 +245,7 @@ def test_concurrent_sessions_untagged_state(imap):
     for s in sessions:
         s.command(b"NOOP")
     views = []
+    recent_in = {}
     for s in sessions:
         told = {u: set(f) for u, f in s.flags.items()}
         lines = s.command(b"FETCH 1:* (UID FLAGS)", expunge_ok=False)
@@ -247,7 +253,10 @@ def test_concurrent_sessions_untagged_state(imap):
         for line in lines[:-1]:
             m = re.match(rb"\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)$", line)
             if m:
-                fresh[int(m.group(1))] = set(f for f in m.group(2).split() if f != b"\\Recent")
+                flags = m.group(2).split()
+                fresh[int(m.group(1))] = set(f for f in flags if f != b"\\Recent")
+                if b"\\Recent" in flags:
+                    recent_in.setdefault(int(m.group(1)), []).append(s.idx)
         for uid, flags in fresh.items():
             if uid in told and told[uid] != flags:
                 errors.append("session %d: UID %d told %r, is %r" % (s.idx, uid, sorted(told[uid]),
@@ -256,6 +265,12 @@ def test_concurrent_sessions_untagged_state(imap):
             errors.append("session %d: UIDs %r vs view %r" % (s.idx, sorted(fresh), s.uids))
         views.append(sorted(fresh))
     assert all(v == views[0] for v in views), views
+    # every session selected the mailbox before anything was added, so each
+    # message is \Recent in exactly one of them (appends, copies included)
+    for uid in views[0]:
+        if len(recent_in.get(uid, [])) != 1:
+            errors.append("UID %d \\Recent in sessions %r (during the run: %r)" % (
+                uid, recent_in.get(uid, []), [x.idx for x in sessions if uid in x.recent]))
     # \Recent in one session at most
     for a in range(SESSIONS):
         for b in range(a + 1, SESSIONS):
