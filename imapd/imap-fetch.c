@@ -512,8 +512,15 @@ static void write_literal(struct buf *out, const struct buf *sec, const struct f
 		len = MF_MIN(sec->len - start, it->len);
 	}
 	buf_printf(out, "{%zu}\r\n", len);
-	if (len > 0)
-		buf_append(out, sec->data + start, len);
+	if (len == 0)
+		return;
+	size_t at = out->len;
+	buf_append(out, sec->data + start, len);
+	/* a literal carries no NUL (RFC 3501 CHAR8): BODY[] gives 0x80 in its
+	 * place, same length; BINARY[] has literal8 for the real octets */
+	for (unsigned char *p = out->data + at, *end = out->data + out->len;
+	     (p = memchr(p, '\0', (size_t)(end - p))) != NULL; p++)
+		*p = 0x80;
 }
 
 static void write_section(struct buf *out, const struct mime_message *msg, const unsigned char *data,

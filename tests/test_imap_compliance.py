@@ -333,3 +333,24 @@ def test_qresync_fetch_responses_carry_uid(imap):
     assert r2.cmd(b"f", b"FETCH 2 (RFC822.SIZE)")[0].startswith(b"* 2 FETCH (RFC822.SIZE ")
     r.close()
     r2.close()
+
+
+def test_body_literal_never_carries_nul(imap):
+    r = raw_login(imap)
+    data = (b"From: a@remote.test\r\nSubject: nul\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            b"\x00\x01ab\x00\r\n--q--\r\n")
+    # APPEND takes a literal8 (RFC 3516)
+    r.send(b"a APPEND INBOX ~{%d+}\r\n%s\r\n" % (len(data), data))
+    assert r.until_tag(b"a")[-1].startswith(b"a OK [APPENDUID ")
+    r.cmd(b"s", b"SELECT INBOX")
+    # BINARY[] gives the octets in a literal8
+    lines = r.cmd(b"b", b"FETCH 1 (BINARY.PEEK[1])")
+    assert lines[0] == b"* 1 FETCH (BINARY[1] ~{5}\r\n\x00\x01ab\x00)"
+    # BODY[] in a plain literal: NUL becomes 0x80, the size stays
+    lines = r.cmd(b"f", b"FETCH 1 (BODY.PEEK[1] RFC822.SIZE)")
+    assert lines[0] == b"* 1 FETCH (BODY[1] {5}\r\n\x80\x01ab\x80 RFC822.SIZE %d)" % len(data)
+    body = b"\r\n".join(r.cmd(b"g", b"FETCH 1 (BODY.PEEK[])")[:-1])
+    assert b"\x00" not in body and body.endswith(b"\x80\x01ab\x80\r\n--q--\r\n)")
+    r.close()
