@@ -26,7 +26,7 @@ import re
 import threading
 import time
 
-from test_imap import Raw, imap, raw_login  # noqa: F401 (fixture)
+from test_imap import imap, imap_node, raw_login  # noqa: F401 (fixture)
 
 SESSIONS = 4
 COMMANDS = int(os.environ.get("MF_STRESS_COMMANDS", "120"))
@@ -223,14 +223,29 @@ def run_session(sess, count):
 
 
 def test_concurrent_sessions_untagged_state(imap):
+    check_concurrent_sessions([imap])
+
+
+def test_concurrent_sessions_on_two_nodes(mf, domain):
+    """The same, half of the sessions on a second node of the cluster."""
+    nodes = []
+    for _ in range(2):
+        node, port = imap_node(mf)
+        node.imap_port = port
+        nodes.append(node)
+    check_concurrent_sessions(nodes)
+
+
+def check_concurrent_sessions(nodes):
     errors, lock = [], threading.Lock()
-    r = raw_login(imap)
+    r = raw_login(nodes[0])
     for i in range(12):
         data = message(i)
         r.send(b"a%d APPEND INBOX {%d+}\r\n%s\r\n" % (i, len(data), data))
         assert r.until_tag(b"a%d" % i)[-1].startswith(b"a%d OK" % i)
     r.close()
-    sessions = [Session(imap, i, random.Random(SEED + i), errors, lock) for i in range(SESSIONS)]
+    sessions = [Session(nodes[i % len(nodes)], i, random.Random(SEED + i), errors, lock)
+                for i in range(SESSIONS)]
     for s in sessions:
         s.command(b"SELECT INBOX")
         s.command(b"FETCH 1:* (UID FLAGS)", expunge_ok=False)
