@@ -14,11 +14,11 @@
 bool imap_enable_modseq(struct imap_session *s, const char *name)
 {
 	if (strcasecmp(name, "CONDSTORE") == 0) {
-		s->condstore = true;
+		imap_condstore_enabling(s);
 		return true;
 	}
 	if (strcasecmp(name, "QRESYNC") == 0) {
-		s->condstore = true;
+		imap_condstore_enabling(s);
 		s->qresync = true;
 		return true;
 	}

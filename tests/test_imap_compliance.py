@@ -354,3 +354,14 @@ def test_body_literal_never_carries_nul(imap):
     body = b"\r\n".join(r.cmd(b"g", b"FETCH 1 (BODY.PEEK[])")[:-1])
     assert b"\x00" not in body and body.endswith(b"\x80\x01ab\x80\r\n--q--\r\n)")
     r.close()
+
+
+def test_enable_condstore_while_selected_reports_highestmodseq(imap):
+    r = raw_login(imap)
+    append(r, b"a", b"INBOX", msg(b"one"))
+    lines = r.cmd(b"s", b"SELECT INBOX")
+    highest = re.search(rb"\[HIGHESTMODSEQ (\d+)\]", b"\r\n".join(lines)).group(1)
+    lines = r.cmd(b"e", b"ENABLE CONDSTORE")
+    assert lines == [b"* OK [HIGHESTMODSEQ %s] Highest" % highest, b"* ENABLED CONDSTORE", b"e OK Enabled"]
+    assert r.cmd(b"e2", b"ENABLE QRESYNC") == [b"* ENABLED QRESYNC", b"e2 OK Enabled"]
+    r.close()
