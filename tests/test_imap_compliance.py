@@ -1,16 +1,18 @@
 """test_imap_compliance.py: protocol details that IMAP compliance checkers
 look at, each against the real daemon with a byte-exact client (Raw from
-test_imap.py): \\Recent for copied and flagged appended messages, the
-HIGHESTMODSEQ report of the first CONDSTORE enabling command, BINARY[] with
-HEADER/TEXT/MIME sections, LSUB and LIST (SUBSCRIBED RECURSIVEMATCH) for
-unsubscribed parents, SEARCH FROM on addresses with comments, and the
-untagged updates several sessions on one mailbox get.
+test_imap.py): \\Recent for copied, moved and flagged appended messages, the
+HIGHESTMODSEQ report of the first CONDSTORE enabling command (FETCH, SEARCH,
+STORE, ENABLE), BINARY[] with HEADER/TEXT/MIME sections, nz-number part
+numbers, LSUB and LIST (SUBSCRIBED RECURSIVEMATCH) for unsubscribed parents,
+SEARCH FROM on addresses with comments and groups, FLAGS announcing a new
+keyword before a FETCH names it, COPY/FETCH of messages another session
+expunged, UID in every FETCH under QRESYNC, and no NUL in a BODY[] literal.
 
 Each test gets its own node (directory with example.test users a..d, store,
 IMAP listener on harness ports)."""
 import re
 
-from test_imap import Raw, imap, raw_login  # noqa: F401 (fixture)
+from test_imap import imap, raw_login  # noqa: F401 (fixture)
 
 
 def append(r, tag, box, data, flags=b""):
