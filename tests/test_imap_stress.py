@@ -32,7 +32,6 @@ SESSIONS = 4
 COMMANDS = int(os.environ.get("MF_STRESS_COMMANDS", "120"))
 SEED = int(os.environ.get("MF_STRESS_SEED", "1000"))
 FLAGS = [b"\\Seen", b"\\Flagged", b"\\Answered", b"\\Draft", b"$Work", b"$Later", b"todo"]
-SYSTEM = {b"\\seen", b"\\flagged", b"\\answered", b"\\draft", b"\\deleted", b"\\recent"}
 
 
 def message(i):
