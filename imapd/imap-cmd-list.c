@@ -50,6 +50,7 @@ struct list_ctx {
 	size_t folder_count;
 	char **subs;               /* subscriptions */
 	char **specials;           /* "name<TAB>attrs" from CREATE (USE ...) */
+	bool childinfo;            /* list_one adds CHILDINFO ("SUBSCRIBED") */
 };
 
 /* STATUS section below */
@@ -304,10 +305,43 @@ static void list_one(struct imap_job *job, const struct list_data *d, const char
 #undef ATTR
 	buf_printf(out, ") \"/\" ");
 	imap_append_mailbox_name(job->s, out, name);
+	if (lc->childinfo)
+		buf_printf(out, " (CHILDINFO (\"SUBSCRIBED\"))");
 	buf_printf(out, "\r\n");
 	/* RFC 5819: STATUS right after, only for selectable mailboxes */
 	if ((d->opts & LIST_RET_STATUS) != 0 && exists && selectable)
 		status_write(job, name, d->status_items);
+}
+
+/* The unsubscribed superiors that match the patterns of subscriptions that
+ * do not: LSUB "%" gives them \Noselect (RFC 3501 6.3.9), LIST (SUBSCRIBED
+ * RECURSIVEMATCH) gives them CHILDINFO (RFC 5258 3.5). */
+static void list_subscribed_parents(struct imap_job *job, const struct list_data *d,
+				    struct list_ctx *lc)
+{
+	char **done = mf_calloc(1, sizeof(*done));
+	size_t n = 0;
+
+	for (char **p = lc->subs; *p != NULL; p++) {
+		if (pattern_matches(d, *p))
+			continue;
+		for (char *slash = strchr(*p, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+			char *parent = mf_strndup(*p, (size_t)(slash - *p));
+			if (!pattern_matches(d, parent) || name_in(lc->subs, parent) || name_in(done, parent)) {
+				free(parent);
+				continue;
+			}
+			bool exists = (d->opts & LIST_LSUB) == 0 &&
+				(strcmp(parent, "INBOX") == 0 || name_in(lc->folders, parent));
+			lc->childinfo = (d->opts & LIST_LSUB) == 0;
+			list_one(job, d, parent, lc, exists);
+			lc->childinfo = false;
+			done = mf_realloc(done, (n + 2) * sizeof(*done));
+			done[n++] = parent;
+			done[n] = NULL;
+		}
+	}
+	mailbox_names_free(&done);
 }
 
 static void list_work(struct imap_job *job)
@@ -334,6 +368,8 @@ static void list_work(struct imap_job *job)
 			if (pattern_matches(d, *p))
 				list_one(job, d, *p, &lc, exists);
 		}
+		if ((d->opts & (LIST_LSUB | LIST_SEL_RECURSIVE)) != 0)
+			list_subscribed_parents(job, d, &lc);
 	} else {
 		if (pattern_matches(d, "INBOX"))
 			list_one(job, d, "INBOX", &lc, true);

@@ -46,6 +46,34 @@ void imap_write_flags(const struct imap_session *s, const struct mailbox_msg *m,
 	buf_append(out, ")", 1);
 }
 
+void imap_write_flag_lists(struct imap_session *s, bool force, struct buf *out)
+{
+	const struct mailbox *box = s->box;
+	uint32_t have = 0;
+	bool room = false;
+
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			have |= 1u << i;
+		else
+			room = true;
+	}
+	if (!force && (have & ~s->keywords_told) == 0)
+		return;
+	s->keywords_told = have;
+	buf_printf(out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			buf_printf(out, " %s", box->keywords[i]);
+	}
+	buf_printf(out, ")\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
+	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
+		if (box->keywords[i] != NULL)
+			buf_printf(out, " %s", box->keywords[i]);
+	}
+	buf_printf(out, "%s)] Flags permitted\r\n", room && !box->read_only ? " \\*" : "");
+}
+
 static bool keyword_valid(const char *kw)
 {
 	if (kw[0] == '\0' || strlen(kw) > MAILBOX_KEYWORD_LEN_MAX)
@@ -221,6 +249,7 @@ static void write_updates(struct imap_session *s, const struct imap_view_msg *ol
 	unsigned recent = 0, j = 0;
 
 	write_expunges(s, old, old_count, out);
+	imap_write_flag_lists(s, false, out);
 	for (unsigned i = 0; i < box->count; i++) {
 		const struct mailbox_msg *m = &box->msgs[i];
 		if (m->recent)
@@ -305,6 +334,7 @@ static void write_idle_updates(struct imap_session *s, const struct imap_idle_vi
 	}
 	write_vanished_desc(out, gone, ngone);
 	free(gone);
+	imap_write_flag_lists(s, false, out);
 	for (unsigned i = 0; i < box->count; i++) {
 		struct mailbox_msg *m = &box->msgs[i];
 		bool known = imap_seqset_contains(v->ranges, v->range_count, m->uid);
@@ -409,21 +439,8 @@ static void write_select(struct imap_session *s, struct imap_job *job, struct ma
 {
 	struct buf *out = &job->out;
 	unsigned recent = 0, first_unseen = 0;
-	bool room = false;
 
-	buf_printf(out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
-	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
-		if (box->keywords[i] != NULL)
-			buf_printf(out, " %s", box->keywords[i]);
-		else
-			room = true;
-	}
-	buf_printf(out, ")\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded");
-	for (unsigned i = 0; i < MAILBOX_KEYWORDS_MAX; i++) {
-		if (box->keywords[i] != NULL)
-			buf_printf(out, " %s", box->keywords[i]);
-	}
-	buf_printf(out, "%s)] Flags permitted\r\n", room && !box->read_only ? " \\*" : "");
+	imap_write_flag_lists(s, true, out);
 	for (unsigned i = 0; i < box->count; i++) {
 		if (box->msgs[i].recent || box->msgs[i].in_new)
 			recent++;
@@ -780,7 +797,7 @@ static void store_write_fetch(struct imap_session *s, const struct store_data *d
 	if (silent && !(s->condstore && changed))
 		return;
 	buf_printf(out, "* %u FETCH (", idx + 1);
-	if (d->uid)
+	if (d->uid || s->qresync)
 		buf_printf(out, "UID %u ", m->uid);
 	if (!silent) {
 		buf_printf(out, "FLAGS ");
@@ -827,6 +844,7 @@ static void store_work(struct imap_job *job)
 	if (nrun > 0 && mailbox_store_flags(box, run, nrun, &ch, d->conditional ? d->unchanged_since : 0,
 					     mod_run, exp_run, &error) < 0)
 		failed = true;
+	imap_write_flag_lists(s, false, &job->out);
 	for (unsigned i = 0, t = 0; i < d->count; i++) {
 		if (modified[i])
 			continue;
@@ -881,7 +899,7 @@ static bool store_modifiers(struct imap_session *s, const struct imap_arg *arg, 
 	    !imap_parse_modseq(&list[1], &d->unchanged_since))
 		return false;
 	d->conditional = true;
-	s->condstore = true;
+	imap_condstore_enabling(s);
 	return true;
 }
 
@@ -1011,10 +1029,15 @@ static void copy_work(struct imap_job *job)
 		else
 			buf_printf(&job->out, "%s OK Move completed\r\n", job->tag);
 	} else if (ret < 0) {
-		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
-			   err == ENOENT ? "[TRYCREATE] " : err == EIDRM ? "[EXPUNGEISSUED] " : "", error);
+		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag, err == ENOENT ? "[TRYCREATE] " : "", error);
+	} else if (done == 0 && d->count > 0) {
+		/* what another session expunged meanwhile is not there to copy
+		 * (RFC 2180 4.4): the rest is copied, the command succeeds */
+		buf_printf(&job->out, "%s OK [EXPUNGEISSUED] Nothing copied, the messages were expunged\r\n",
+			   job->tag);
 	} else {
-		buf_printf(&job->out, "%s OK %.*sCopy completed\r\n", job->tag, (int)code.len, code.data);
+		buf_printf(&job->out, "%s OK %.*sCopy completed%s\r\n", job->tag, (int)code.len, code.data,
+			   done < d->count ? ", some messages were expunged meanwhile" : "");
 	}
 out:
 	buf_free(&code);

@@ -14,15 +14,25 @@
 bool imap_enable_modseq(struct imap_session *s, const char *name)
 {
 	if (strcasecmp(name, "CONDSTORE") == 0) {
-		s->condstore = true;
+		imap_condstore_enabling(s);
 		return true;
 	}
 	if (strcasecmp(name, "QRESYNC") == 0) {
-		s->condstore = true;
+		imap_condstore_enabling(s);
 		s->qresync = true;
 		return true;
 	}
 	return false;
+}
+
+void imap_condstore_enabling(struct imap_session *s)
+{
+	/* RFC 7162 3.1: the first CONDSTORE enabling command while a mailbox is
+	 * selected reports its HIGHESTMODSEQ, as SELECT would have */
+	if (!s->condstore && s->box != NULL)
+		imap_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			    (unsigned long long)s->box->highest_modseq);
+	s->condstore = true;
 }
 
 bool imap_parse_modseq(const struct imap_arg *arg, uint64_t *modseq_r)

@@ -132,6 +132,8 @@ static bool parse_section(struct fetch_item *it, const char *sec)
 	const char *p = sec;
 
 	while (isdigit((unsigned char)*p)) {
+		if (*p == '0')
+			return false;      /* part numbers are nz-number */
 		while (isdigit((unsigned char)*p))
 			p++;
 		if (*p != '.' || !isdigit((unsigned char)p[1]))
@@ -190,8 +192,10 @@ static bool parse_body_item(struct fetch_item *it, const char *atom)
 	return true;
 }
 
-/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part]:
- * only part numbers between the brackets. */
+/* BINARY[part]<partial>, BINARY.PEEK[part]<partial>, BINARY.SIZE[part].
+ * RFC 3516 has only part numbers between the brackets; HEADER, TEXT, MIME
+ * and HEADER.FIELDS are taken as for BODY[] (nothing to decode there), as
+ * other servers and clients do. */
 static bool parse_binary_item(struct fetch_item *it, const char *atom)
 {
 	const char *open = strchr(atom, '['), *close = strchr(atom, ']');
@@ -208,13 +212,20 @@ static bool parse_binary_item(struct fetch_item *it, const char *atom)
 		return false;
 	it->peek = name_len == 11;
 	it->section = mf_strndup(open + 1, (size_t)(close - open - 1));
-	it->nums = mf_strdup(it->section);
-	for (const char *p = it->nums; *p != '\0'; p++) {
-		bool digit = *p >= '0' && *p <= '9';
-		if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
+	if (it->section[strspn(it->section, "0123456789.")] != '\0') {
+		if (!parse_section(it, it->section))
 			return false;
+	} else {
+		it->nums = mf_strdup(it->section);
+		for (const char *p = it->nums; *p != '\0'; p++) {
+			bool digit = *p >= '0' && *p <= '9';
+			if (!digit && (*p != '.' || p == it->nums || p[1] == '\0' || p[1] == '.'))
+				return false;
+			if (*p == '0' && (p == it->nums || p[-1] == '.'))
+				return false;      /* nz-number */
+		}
+		it->kind = SEC_WHOLE;
 	}
-	it->kind = SEC_WHOLE;
 	if (close[1] == '\0')
 		return true;
 	unsigned long long a, b;
@@ -501,8 +512,15 @@ static void write_literal(struct buf *out, const struct buf *sec, const struct f
 		len = MF_MIN(sec->len - start, it->len);
 	}
 	buf_printf(out, "{%zu}\r\n", len);
-	if (len > 0)
-		buf_append(out, sec->data + start, len);
+	if (len == 0)
+		return;
+	size_t at = out->len;
+	buf_append(out, sec->data + start, len);
+	/* a literal carries no NUL (RFC 3501 CHAR8): BODY[] gives 0x80 in its
+	 * place, same length; BINARY[] has literal8 for the real octets */
+	for (unsigned char *p = out->data + at, *end = out->data + out->len;
+	     (p = memchr(p, '\0', (size_t)(end - p))) != NULL; p++)
+		*p = 0x80;
 }
 
 static void write_section(struct buf *out, const struct mime_message *msg, const unsigned char *data,
@@ -550,6 +568,10 @@ static int binary_text(const struct mime_message *msg, const unsigned char *data
 	struct buf crlf;
 	int ret;
 
+	if (it->kind != SEC_WHOLE) {
+		section_text(msg, data, len, it, sec);
+		return 0;
+	}
 	if (it->nums[0] == '\0') {
 		append_crlf(sec, data, len);
 		return 0;
@@ -696,7 +718,9 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 		seen_now = d->seen_now[d->pos];
 	buf_printf(&job->out, "* %u FETCH (", idx + 1);
 	bool first = true;
-	if (d->uid) {
+	/* with QRESYNC every FETCH names its UID: the client tracks messages
+	 * by UID once VANISHED replaces EXPUNGE (RFC 7162 3.2) */
+	if (d->uid || s->qresync) {
 		bool asked = false;
 		for (unsigned i = 0; i < d->count; i++)
 			asked |= d->items[i].type == F_UID;
@@ -774,6 +798,7 @@ static void fetch_work(struct imap_job *job)
 	}
 	if (d->pos == 0 && d->sets_seen && !job->s->read_only && d->seen_now == NULL)
 		fetch_set_seen(job->s, d);
+	imap_write_flag_lists(job->s, false, &job->out);
 	while (d->pos < d->msg_count) {
 		if (fetch_one(job, d, d->idx[d->pos]) < 0)
 			d->failed = true;
@@ -789,7 +814,7 @@ static void fetch_work(struct imap_job *job)
 	if (d->unknown_cte)
 		buf_printf(&job->out, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n", job->tag);
 	else if (d->failed && !d->uid)
-		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some messages were expunged\r\n", job->tag);
+		buf_printf(&job->out, "%s NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n", job->tag);
 	else
 		buf_printf(&job->out, "%s OK Fetch completed\r\n", job->tag);
 }
@@ -819,7 +844,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 			imap_seqset_resolve(d->uid_ranges, &d->uid_range_count, top);
 	}
 	if (d->has_modseq)
-		s->condstore = true;
+		imap_condstore_enabling(s);
 	if (d->uid)
 		d->set = mf_strdup(set);
 	job = imap_job_new(s, cmd->tag, fetch_work);

@@ -125,6 +125,8 @@ struct imap_session {
 	/* CONDSTORE / QRESYNC (RFC 7162), enabled by ENABLE or first use */
 	bool condstore;
 	bool qresync;
+	/* keywords of s->box (bit = index) named in the last FLAGS response */
+	uint32_t keywords_told;
 };
 
 /* ---- imap-session.c ---- */
@@ -218,6 +220,10 @@ bool imap_append_literal_is_message(const struct imap_command *cmd, unsigned dep
 /* The flag list "(\Seen $Label1 ...)" of msg in s->box (\Recent only
  * before IMAP4rev2). */
 void imap_write_flags(const struct imap_session *s, const struct mailbox_msg *m, struct buf *out);
+/* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" for s->box when it has
+ * keywords the client has not been told of (or always when force), so that
+ * no FETCH names a flag missing from FLAGS (RFC 3501 7.2.6). */
+void imap_write_flag_lists(struct imap_session *s, bool force, struct buf *out);
 /* Snapshot of what the client knows; free(). */
 struct imap_view_msg *imap_view_save(const struct mailbox *box, unsigned *count_r);
 /* Syncs s->box (worker thread) and writes the untagged EXPUNGE / EXISTS /
@@ -239,6 +245,10 @@ bool imap_parse_flags(const struct imap_arg *list, size_t count, uint32_t *flags
 /* ---- CONDSTORE / QRESYNC (imap-condstore.c) ---- */
 /* ENABLE: true when name is CONDSTORE or QRESYNC (which is now on). */
 bool imap_enable_modseq(struct imap_session *s, const char *name);
+/* A CONDSTORE enabling command (FETCH MODSEQ, SEARCH MODSEQ, STORE
+ * UNCHANGEDSINCE...) turns CONDSTORE on; the first one in a selected
+ * mailbox sends "* OK [HIGHESTMODSEQ n]". */
+void imap_condstore_enabling(struct imap_session *s);
 /* A mod-sequence value (0 .. 2^63-1) from an atom. */
 bool imap_parse_modseq(const struct imap_arg *arg, uint64_t *modseq_r);
 /* Ascending UIDs as a compact set ("1:3,7"). */

@@ -493,6 +493,47 @@ static bool contains_buf(struct search_msg *sm, const struct buf *b, const char 
 	return contains(sm, b->data != NULL ? b->data : (const unsigned char *)"", b->len, needle);
 }
 
+static bool is_address_field(const char *name)
+{
+	static const char *const fields[] = { "From", "To", "Cc", "Bcc", "Sender", "Reply-To" };
+
+	for (size_t i = 0; i < MF_N_ELEMENTS(fields); i++) {
+		if (strcasecmp(name, fields[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The addresses as the envelope has them ("name <mailbox@host>, ..."), so
+ * FROM finds "user@host" in "<user (comment) @ host>" too (RFC 3501 6.4.4
+ * searches the envelope's field). */
+static bool address_match(struct search_msg *sm, const struct buf *raw, const char *needle)
+{
+	struct mime_address *a;
+	unsigned int count;
+	struct buf text, dec;
+	char *value = mf_strndup(raw->data != NULL ? (const char *)raw->data : "", raw->len);
+	bool found;
+
+	mime_address_parse(value, 0, &a, &count);
+	buf_init(&text, 0);
+	buf_init(&dec, 0);
+	for (unsigned int i = 0; i < count; i++) {
+		if (a[i].name != NULL)
+			buf_printf(&text, "%s ", a[i].name);
+		buf_printf(&text, "<%s@%s>, ", a[i].mailbox != NULL ? a[i].mailbox : "",
+			   a[i].host != NULL ? a[i].host : "");
+	}
+	if (text.len > 0)
+		mime_decode_words((const char *)text.data, text.len, &dec);
+	found = contains_buf(sm, &dec, needle);
+	mime_address_free(&a, count);
+	buf_free(&text);
+	buf_free(&dec);
+	free(value);
+	return found;
+}
+
 static bool header_match(struct search_msg *sm, const struct mime_message *msg, const struct snode *n)
 {
 	struct mime_header_iter iter;
@@ -509,7 +550,8 @@ static bool header_match(struct search_msg *sm, const struct mime_message *msg, 
 		mime_field_unfold(f.value, f.value_len, &raw);
 		if (raw.len > 0)
 			mime_decode_words((const char *)raw.data, raw.len, &dec);
-		found = contains_buf(sm, &dec, n->str) || contains_buf(sm, &raw, n->str);
+		found = contains_buf(sm, &dec, n->str) || contains_buf(sm, &raw, n->str) ||
+			(n->str[0] != '\0' && is_address_field(n->header) && address_match(sm, &raw, n->str));
 		buf_free(&raw);
 		buf_free(&dec);
 	}
@@ -969,7 +1011,7 @@ void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	}
 	d->modseq = p.modseq;
 	if (p.modseq)
-		s->condstore = true;     /* a CONDSTORE enabling command (RFC 7162 3.1) */
+		imap_condstore_enabling(s);
 	job = imap_job_new(s, cmd->tag, search_work);
 	job->data = d;
 	job->data_free = search_data_free;

@@ -104,9 +104,21 @@ static int on_delivered(struct mailbox *box, struct mailbox_msg *m,
 	return -1;
 }
 
+struct rename_ctx {
+	const struct mailbox_msg *m;
+	const char *name;
+};
+
+/* Renames within the folder the file is in now: a file that a session has
+ * moved to cur/ (and so given \Recent) must not go back to new/. */
 static int op_rename(struct mailbox *box, const char *path, void *ctx)
 {
-	return io_rename(store_io(box->store), path, ctx);
+	const struct rename_ctx *rc = ctx;
+	char *to = mf_asprintf("%s/%s/%s", box->path, rc->m->in_new ? "new" : "cur", rc->name);
+	int ret = io_rename(store_io(box->store), path, to);
+
+	free(to);
+	return ret;
 }
 
 static int op_utimes(struct mailbox *box, const char *path, void *ctx)
@@ -121,14 +133,15 @@ static int append_finish(struct mailbox *box, const char *basename, uint32_t fla
 {
 	struct mailbox_msg m = { .filename = mf_strdup(basename), .in_new = true };
 	char *name = mailbox_name_with_flags(basename, flags, keywords);
-	char *to = mf_asprintf("%s/cur/%s", box->path, name);
+	/* the flags go into the name but the file stays in new/: the first
+	 * session to see it gets \Recent (RFC 3501 2.3.2) */
+	struct rename_ctx rc = { &m, name };
 	int ret = 0;
 
-	if ((flags != 0 || keywords != 0) && on_delivered(box, &m, op_rename, to) == 0) {
+	if ((flags != 0 || keywords != 0) && on_delivered(box, &m, op_rename, &rc) == 0) {
 		free(m.filename);
 		m.filename = name;
 		name = NULL;
-		m.in_new = false;
 	} else if (flags != 0 || keywords != 0) {
 		ret = -1;
 	}
@@ -140,7 +153,6 @@ static int append_finish(struct mailbox *box, const char *basename, uint32_t fla
 	}
 	free(m.filename);
 	free(name);
-	free(to);
 	return ret;
 }
 
@@ -218,8 +230,9 @@ static int copy_by_content(struct mailbox *src, unsigned idx, const char *to, co
 
 /* Copies (hard link, else the content) or moves (rename: atomic, so of two
  * sessions moving one message exactly one succeeds) src->msgs[idx] into
- * dest's cur/ with its flags. *to_r: the new file's path. A move of a
- * message that is gone returns 1 (nothing done). */
+ * dest's new/ with its flags in the name, so that the copy is \Recent in
+ * the first session that sees it (RFC 3501 6.4.7). *to_r: the new file's path. A copy or
+ * move of a message that is gone returns 1 (nothing done). */
 static int transfer_one(struct mailbox *src, unsigned idx, struct mailbox *dest, bool move,
 			char **base_r, char **to_r, const char **error_r)
 {
@@ -237,21 +250,18 @@ static int transfer_one(struct mailbox *src, unsigned idx, struct mailbox *dest,
 		}
 	}
 	char *name = mailbox_name_with_flags(based, m->flags, kw);
-	char *to = mf_asprintf("%s/%s/%s", dest->path, "cur", name);
+	char *to = mf_asprintf("%s/%s/%s", dest->path, "new", name);
 	for (int attempt = 0; attempt < 3 && ret < 0; attempt++) {
 		char *from = mailbox_msg_path(src, m);
 		ret = move ? io_rename(store_io(src->store), from, to) : io_link(store_io(src->store), from, to);
 		free(from);
 		if (ret < 0 && errno == ENOENT && attempt < 2 && mailbox_msg_relocate(src, m) == 0)
 			continue;
-		if (ret < 0 && errno == ENOENT && move)
+		if (ret < 0 && errno == ENOENT)
 			ret = 1;     /* moved or expunged by another session meanwhile */
-		else if (ret < 0 && errno != ENOENT && !move)
+		else if (ret < 0 && !move)
 			ret = copy_by_content(src, idx, to, error_r);
-		else if (ret < 0 && errno == ENOENT) {
-			*error_r = "message was expunged";
-			errno = EIDRM;   /* not ENOENT: that means "no such mailbox" */
-		} else if (ret < 0) {
+		else if (ret < 0) {
 			*error_r = "cannot move the message";
 		}
 		break;

@@ -759,6 +759,10 @@ static int rename_flags(struct mailbox *box, struct mailbox_msg *m, uint32_t fla
 	if (ret == 0) {
 		free(m->filename);
 		m->filename = name;
+		/* taking it out of new/ makes this session the one that has it
+		 * \Recent, as msg_move_to_cur() would */
+		if (m->in_new)
+			m->recent = true;
 		m->in_new = false;
 		m->flags = flags;
 		m->keywords = keywords;

@@ -58,8 +58,11 @@ def test_binary_fetch(imap):
     # BINARY[] is the whole message; not PEEK sets \Seen
     lines = r.cmd(b"b5", b"FETCH 1 (BINARY[])")
     assert literal_of(lines[0])[1] == MIXED and b"\\Seen" in lines[0]
+    # HEADER/TEXT/MIME sections are served as BODY[] serves them
+    assert r.cmd(b"b6", b"FETCH 1 (BINARY.PEEK[1.MIME])")[0] == \
+        r.cmd(b"b6b", b"FETCH 1 (BODY.PEEK[1.MIME])")[0].replace(b"BODY[", b"BINARY[")
     # bad forms are BAD
-    assert r.cmd(b"b6", b"FETCH 1 (BINARY[1.TEXT])")[-1].startswith(b"b6 BAD")
+    assert r.cmd(b"b6c", b"FETCH 1 (BINARY[1.BOGUS])")[-1].startswith(b"b6c BAD")
     assert r.cmd(b"b7", b"FETCH 1 (BINARY.SIZE[1]<0.5>)")[-1].startswith(b"b7 BAD")
     r.close()
 
