@@ -563,6 +563,7 @@ static int sync_full(struct mailbox *box, struct snapshot_entry *entry, const ch
 	box->uid_validity = ul->uid_validity;
 	box->uid_next = ul->next_uid;
 	box->highest_modseq = box->index->highest_modseq;
+	box->index_seen = box->index->offset;
 	/* a read-only view with messages still in new/ is no one's snapshot */
 	if (!any_new)
 		mailbox_snapshot_publish(box->store, entry, box, started, settled, st.files);
@@ -591,6 +592,7 @@ static void sync_from_snapshot(struct mailbox *box, const struct mailbox_snapsho
 			box->keywords[i] = mf_strdup(snap->keywords[i]);
 	}
 	mailbox_index_copy(box->index, snap->index);
+	box->index_seen = box->index->offset;
 	memcpy(box->stamps, snap->stamps, sizeof(box->stamps));
 	box->stamps_valid = true;
 	box->uid_validity = snap->uid_validity;
@@ -812,19 +814,23 @@ int mailbox_change_flags(struct mailbox *box, unsigned idx, const struct mailbox
 	return -1;
 }
 
+/* *others_r: the index held records this view had not read (another
+ * session's change, or a rewrite). */
 static int store_locked(struct mailbox *box, const unsigned *idxs, unsigned count,
 			const struct mailbox_flag_change *ch, uint64_t unchanged_since,
-			bool *modified_r, bool *expunged_r, const char **error_r)
+			bool *modified_r, bool *expunged_r, bool *others_r, const char **error_r)
 {
 	struct mailbox_index_rec *changes = mf_calloc(count + 1, sizeof(*changes));
 	unsigned *changed_idx = mf_calloc(count + 1, sizeof(*changed_idx));
 	size_t n = 0;
 	int ret = 0;
+	uint64_t offset = box->index->offset, generation = box->index->generation;
 
 	if (mailbox_index_refresh(box->index) < 0) {
 		*error_r = "cannot read the mailbox index";
 		ret = -1;
 	}
+	*others_r = box->index->offset != offset || box->index->generation != generation;
 	for (unsigned i = 0; i < count && ret == 0; i++) {
 		struct mailbox_msg *m = &box->msgs[idxs[i]];
 		const struct mailbox_index_rec *irec = mailbox_index_lookup(box->index, m->uid);
@@ -872,7 +878,24 @@ int mailbox_store_flags(struct mailbox *box, const unsigned *idxs, unsigned coun
 		*error_r = "cannot lock the mailbox";
 		return -1;
 	}
-	ret = store_locked(box, idxs, count, ch, unchanged_since, modified_r, expunged_r, error_r);
+	/* nothing changed since the view's sync: no index record by anyone
+	 * else, new/ and cur/ as then */
+	int64_t stamps[2];
+	bool quiet = box->stamps_valid && box->index->offset == box->index_seen &&
+		dir_stamps(box, stamps) == 0 && stamps[0] == box->stamps[0] &&
+		stamps[1] == box->stamps[1];
+	bool others;
+	ret = store_locked(box, idxs, count, ch, unchanged_since, modified_r, expunged_r, &others,
+			   error_r);
+	/* then the renames just made are no news: the view is up to date with
+	 * cur/ as it is now (a change by others within the NAS's timestamp
+	 * granularity of this stat waits for the next change or NOOP, as for
+	 * mailbox_changed()) */
+	if (ret == 0 && quiet && !others && dir_stamps(box, stamps) == 0 &&
+	    stamps[0] == box->stamps[0]) {
+		box->stamps[1] = stamps[1];
+		box->index_seen = box->index->offset;
+	}
 	store_lock_release(&lock);
 	return ret;
 }

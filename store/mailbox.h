@@ -62,6 +62,7 @@ struct mailbox {
 	char *keywords[MAILBOX_KEYWORDS_MAX];  /* index = letter - 'a'; NULL unused */
 	int64_t stamps[2];     /* new/ and cur/ mtimes at the last sync */
 	bool stamps_valid;
+	uint64_t index_seen;   /* index bytes the view reflects (its last sync) */
 	struct mailbox_index *index;   /* mailbox-index.h: modseqs, expunges */
 	struct mailbox_cache *cache;   /* mailbox-cache.h: read window, queue */
 };

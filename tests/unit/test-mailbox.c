@@ -298,6 +298,48 @@ static void test_names(void)
 	CHECK_INT_EQ(mailbox_crlf_size((const unsigned char *)"a\nb\r\nc\n", 7), 9);
 }
 
+/* A STORE when nothing else changed since the view's sync leaves the view
+ * current (no rescan for the next command); one after another session's
+ * change does not hide that change. */
+static void test_own_store_is_no_news(void)
+{
+	struct store *store = new_store();
+	const char *error;
+	bool modified[2], expunged[2];
+	unsigned idx0 = 0, idx1 = 1;
+	struct mailbox_flag_change seen = { .add = MAILBOX_FLAG_SEEN };
+
+	for (int i = 0; i < 3; i++)
+		deliver(store, NULL, "Subject: s\n\nbody\n");
+	struct mailbox *a = open_box(store, "INBOX", false);
+	struct mailbox *b = open_box(store, "INBOX", false);
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(a), 0);
+	CHECK(mailbox_store_flags(a, &idx0, 1, &seen, 0, modified, expunged, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(a), 0);
+	CHECK(a->msgs[0].flags & MAILBOX_FLAG_SEEN);
+	/* b's view is older than a's change: b's own STORE must not hide it */
+	CHECK(mailbox_store_flags(b, &idx1, 1, &seen, 0, modified, expunged, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(b), 1);
+	CHECK(mailbox_sync(b, &error) == 0);
+	CHECK((b->msgs[0].flags & MAILBOX_FLAG_SEEN) && (b->msgs[1].flags & MAILBOX_FLAG_SEEN));
+	/* and a sees b's */
+	CHECK_INT_EQ(mailbox_changed(a), 1);
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK(a->msgs[1].flags & MAILBOX_FLAG_SEEN);
+	/* a delivery after the view's sync is not hidden by a STORE either */
+	deliver(store, NULL, "Subject: late\n\nbody\n");
+	CHECK(mailbox_store_flags(a, &idx1, 1, &(struct mailbox_flag_change){ .add = MAILBOX_FLAG_FLAGGED },
+				  0, modified, expunged, &error) == 0);
+	CHECK_INT_EQ(mailbox_changed(a), 1);
+	CHECK(mailbox_sync(a, &error) == 0);
+	CHECK_INT_EQ(a->count, 4);
+	mailbox_free(&a);
+	mailbox_free(&b);
+	store_free(&store);
+}
+
+
 /* ---- snapshots of synced mailboxes (mailbox-snapshot.c) ---- */
 
 static struct store *new_fault_store(struct mf_io **io_r)
@@ -460,6 +502,7 @@ int main(void)
 	test_run(test_append_copy_expunge);
 	test_run(test_folders_and_subscriptions);
 	test_run(test_rename_inbox_and_changed);
+	test_run(test_own_store_is_no_news);
 	test_run(test_snapshot_settled);
 	test_run(test_snapshot_unsettled_not_trusted);
 	test_run(test_snapshot_coalesced);
