@@ -75,6 +75,41 @@ static bool over_quota(struct imap_session *s, size_t len)
 		bytes + len > u->domain_quota_bytes;
 }
 
+static void append_failed(struct imap_job *job, const char *error)
+{
+	buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
+		   errno == ENOENT ? "[TRYCREATE] " : errno == ENOSPC || errno == EDQUOT ?
+		   "[OVERQUOTA] " : "[SERVERBUG] ", error);
+}
+
+/* Into the selected mailbox: the sync that reports the new message to the
+ * session also gives its UID (one rescan instead of two). */
+static void append_selected(struct imap_job *job)
+{
+	struct imap_session *s = job->s;
+	struct append_data *d = job->data;
+	char *base;
+	const char *error;
+	uint32_t uid = 0;
+
+	if (mailbox_append_unsynced(s->ctx->store, s->user.domain, s->user.localpart, d->name, d->msg,
+				    d->len, d->flags, (const char *const *)d->kw, d->kw_count, d->date,
+				    &base, &error) < 0) {
+		append_failed(job, error);
+		return;
+	}
+	if (imap_sync_box(s, &job->out, &error) < 0)
+		buf_printf(&job->out, "* OK Mailbox sync failed: %s\r\n", error);
+	else
+		uid = mailbox_uid_of_base(s->box, base);
+	free(base);
+	if (uid != 0)
+		buf_printf(&job->out, "%s OK [APPENDUID %u %u] Append completed\r\n", job->tag,
+			   s->box->uid_validity, uid);
+	else   /* expunged by another session already, or not synced */
+		buf_printf(&job->out, "%s OK Append completed\r\n", job->tag);
+}
+
 static void append_work(struct imap_job *job)
 {
 	struct imap_session *s = job->s;
@@ -86,17 +121,21 @@ static void append_work(struct imap_job *job)
 		buf_printf(&job->out, "%s NO [OVERQUOTA] Quota exceeded\r\n", job->tag);
 		return;
 	}
+	if (s->box != NULL && strcmp(s->box->name, d->name) == 0) {
+		append_selected(job);
+		return;
+	}
 	if (mailbox_append(s->ctx->store, s->user.domain, s->user.localpart, d->name, d->msg, d->len,
 			   d->flags, (const char *const *)d->kw, d->kw_count, d->date, &validity, &uid,
 			   &error) < 0) {
-		buf_printf(&job->out, "%s NO %s%s\r\n", job->tag,
-			   errno == ENOENT ? "[TRYCREATE] " : errno == ENOSPC || errno == EDQUOT ?
-			   "[OVERQUOTA] " : "[SERVERBUG] ", error);
+		append_failed(job, error);
 		return;
 	}
-	if (s->box != NULL && strcmp(s->box->name, d->name) == 0 && imap_sync_box(s, &job->out, &error) < 0)
-		buf_printf(&job->out, "* OK Mailbox sync failed: %s\r\n", error);
-	buf_printf(&job->out, "%s OK [APPENDUID %u %u] Append completed\r\n", job->tag, validity, uid);
+	if (uid != 0)
+		buf_printf(&job->out, "%s OK [APPENDUID %u %u] Append completed\r\n", job->tag,
+			   validity, uid);
+	else
+		buf_printf(&job->out, "%s OK Append completed\r\n", job->tag);
 }
 
 /* Where the message is: the last argument, or "UTF8" and a list holding

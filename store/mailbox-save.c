@@ -156,40 +156,84 @@ static int append_finish(struct mailbox *box, const char *basename, uint32_t fla
 	return ret;
 }
 
-int mailbox_append(struct store *store, const char *domain, const char *user, const char *name,
-		   const void *data, size_t len, uint32_t flags, const char *const *keywords,
-		   unsigned keyword_count, int64_t date, uint32_t *uid_validity_r,
-		   uint32_t *uid_r, const char **error_r)
+/* The message's file in new/ with its flags and date; *box_r: the shell
+ * (keywords, path), *basename_r its base name. */
+static int append_file(struct store *store, const char *domain, const char *user, const char *name,
+		       const void *data, size_t len, uint32_t flags, const char *const *keywords,
+		       unsigned keyword_count, int64_t date, struct mailbox *box_r,
+		       char **basename_r, const char **error_r)
 {
-	struct mailbox box;
 	size_t lf_len;
 	unsigned char *lf = to_lf(data, len, &lf_len);
 	struct iovec iov = { .iov_base = lf, .iov_len = lf_len };
-	char *basename = NULL;
 	int ret;
 
+	*basename_r = NULL;
 	if (!maildir_folder_is_inbox(name) && store_folder_exists(store, domain, user, name) != 1) {
 		free(lf);
 		*error_r = "no such mailbox";
 		errno = ENOENT;
 		return -1;
 	}
-	ret = store_deliver(store, domain, user, folder_arg(name), &iov, 1, lf_len, &basename, error_r);
+	ret = store_deliver(store, domain, user, folder_arg(name), &iov, 1, lf_len, basename_r, error_r);
 	free(lf);
 	if (ret < 0)
 		return -1;
-	if (box_shell(store, domain, user, name, &box, error_r) < 0) {
-		free(basename);
+	if (box_shell(store, domain, user, name, box_r, error_r) < 0) {
+		mf_free(basename_r);
 		return -1;
 	}
-	uint32_t kw = keywords_bits(&box, keywords, keyword_count);
+	uint32_t kw = keywords_bits(box_r, keywords, keyword_count);
+	if (append_finish(box_r, *basename_r, flags, kw, date, error_r) < 0) {
+		box_shell_free(box_r);
+		mf_free(basename_r);
+		return -1;
+	}
+	return 0;
+}
+
+int mailbox_append(struct store *store, const char *domain, const char *user, const char *name,
+		   const void *data, size_t len, uint32_t flags, const char *const *keywords,
+		   unsigned keyword_count, int64_t date, uint32_t *uid_validity_r,
+		   uint32_t *uid_r, const char **error_r)
+{
+	struct mailbox box;
+	char *basename;
+
+	if (append_file(store, domain, user, name, data, len, flags, keywords, keyword_count, date,
+			&box, &basename, error_r) < 0)
+		return -1;
 	const char *base = basename;
-	ret = append_finish(&box, basename, flags, kw, date, error_r);
-	if (ret == 0)
-		ret = uid_of(store, box.path, &base, 1, uid_validity_r, uid_r, error_r);
+	int ret = uid_of(store, box.path, &base, 1, uid_validity_r, uid_r, error_r);
 	box_shell_free(&box);
 	free(basename);
 	return ret;
+}
+
+int mailbox_append_unsynced(struct store *store, const char *domain, const char *user,
+			    const char *name, const void *data, size_t len, uint32_t flags,
+			    const char *const *keywords, unsigned keyword_count, int64_t date,
+			    char **basename_r, const char **error_r)
+{
+	struct mailbox box;
+
+	if (append_file(store, domain, user, name, data, len, flags, keywords, keyword_count, date,
+			&box, basename_r, error_r) < 0)
+		return -1;
+	box_shell_free(&box);
+	return 0;
+}
+
+uint32_t mailbox_uid_of_base(const struct mailbox *box, const char *basename)
+{
+	size_t len = maildir_base_len(basename);
+
+	for (unsigned i = box->count; i > 0; i--) {
+		const char *name = box->msgs[i - 1].filename;
+		if (maildir_base_len(name) == len && strncmp(name, basename, len) == 0)
+			return box->msgs[i - 1].uid;
+	}
+	return 0;
 }
 
 /* ---- copy ---- */

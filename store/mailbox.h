@@ -134,6 +134,16 @@ int mailbox_append(struct store *store, const char *domain, const char *user, co
 		   unsigned keyword_count, int64_t date, uint32_t *uid_validity_r,
 		   uint32_t *uid_r, const char **error_r);
 
+/* mailbox_append() without asking for the UID: for a session that has the
+ * mailbox selected and syncs it next; mailbox_uid_of_base() then finds the
+ * UID in its view (0: another session expunged it first). *basename_r:
+ * free(). */
+int mailbox_append_unsynced(struct store *store, const char *domain, const char *user,
+			    const char *name, const void *data, size_t len, uint32_t flags,
+			    const char *const *keywords, unsigned keyword_count, int64_t date,
+			    char **basename_r, const char **error_r);
+uint32_t mailbox_uid_of_base(const struct mailbox *box, const char *basename);
+
 /* Copies box->msgs[idxs[i]] into the mailbox dest_name (hard link where the
  * store allows it), keeping flags and keywords; a failed copy removes what
  * it made (errno ENOENT: no such mailbox; EIDRM: a message was expunged). With move the files are renamed instead (atomic: of two sessions

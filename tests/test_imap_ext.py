@@ -549,3 +549,29 @@ def test_status_deleted_items(imap):
     typ, data = m._untagged_response(typ, data, "STATUS")
     assert data == [b'"Drafts" (MESSAGES 3 DELETED 2)']
     m.logout()
+
+
+# ---------------------------------------------------------------- APPEND into the selected mailbox
+
+def test_append_to_selected_mailbox_reports_it(imap):
+    """The sync that tells the session of its own APPEND also gives the
+    APPENDUID; an APPEND elsewhere leaves the selected mailbox alone."""
+    m = login(imap)
+    fill_inbox(m, 2)
+    assert m.create("Other")[0] == "OK"
+    m.logout()
+    r = raw_login(imap)
+    lines = r.cmd(b"s", b"SELECT INBOX")
+    uidvalidity = re.search(rb"UIDVALIDITY (\d+)", b" ".join(lines)).group(1)
+    data = message("selected")
+    r.send(b"a1 APPEND INBOX (\\Flagged) {%d+}\r\n%s\r\n" % (len(data), data))
+    lines = r.until_tag(b"a1")
+    assert b"* 3 EXISTS" in lines
+    assert lines[-1] == b"a1 OK [APPENDUID %s 3] Append completed" % uidvalidity
+    fetched = r.cmd(b"f", b"UID FETCH 3 (UID FLAGS RFC822.SIZE)")
+    assert fetched[0] == b"* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent) RFC822.SIZE %d)" % len(data)
+    r.send(b"a2 APPEND Other {%d+}\r\n%s\r\n" % (len(data), data))
+    lines = r.until_tag(b"a2")
+    assert re.fullmatch(rb"a2 OK \[APPENDUID \d+ 1\] Append completed", lines[-1])
+    assert not any(b"EXISTS" in line for line in lines)
+    r.close()
