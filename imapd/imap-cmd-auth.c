@@ -256,7 +256,7 @@ static void auth_plain(struct imap_session *s, const char *tag, const char *b64,
 	const char *error;
 
 	if (sasl_plain_decode(b64, len, authzid, authcid, passwd, &error) < 0) {
-		imap_bad(s, tag, error);
+		imap_bad(s, tag, "%s", error);
 		return;
 	}
 	if (authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0)
