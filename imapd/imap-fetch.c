@@ -668,6 +668,20 @@ static void write_item(struct imap_session *s, struct buf *out, const struct fet
 	}
 }
 
+/* What fetch_one() holds for a message: the decoded BINARY parts (may be
+ * NULL), the parsed message and its data. */
+static void fetch_parts_free(struct buf *bin, unsigned count, struct mime_message **msg,
+			     unsigned char *data)
+{
+	if (bin != NULL) {
+		for (unsigned i = 0; i < count; i++)
+			buf_free(&bin[i]);
+		free(bin);
+	}
+	mime_message_free(msg);
+	free(data);
+}
+
 /* One "* n FETCH (...)" line. -1 when the message is gone. */
 static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 {
@@ -707,11 +721,7 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 			d->unknown_cte = true;
 	}
 	if (d->unknown_cte && bin != NULL) {
-		for (unsigned i = 0; i < d->count; i++)
-			buf_free(&bin[i]);
-		free(bin);
-		mime_message_free(&msg);
-		free(data);
+		fetch_parts_free(bin, d->count, &msg, data);
 		return 0;
 	}
 	if (d->seen_now != NULL)
@@ -745,13 +755,7 @@ static int fetch_one(struct imap_job *job, struct fetch_data *d, unsigned idx)
 	if (seen_now && !d->has_modseq && s->condstore)
 		buf_printf(&job->out, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 	buf_printf(&job->out, ")\r\n");
-	if (bin != NULL) {
-		for (unsigned i = 0; i < d->count; i++)
-			buf_free(&bin[i]);
-		free(bin);
-	}
-	mime_message_free(&msg);
-	free(data);
+	fetch_parts_free(bin, d->count, &msg, data);
 	return 0;
 }
 
