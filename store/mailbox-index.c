@@ -141,6 +141,19 @@ void mailbox_index_forget(struct mailbox_index *idx)
 	idx->superseded = 0;
 }
 
+/* Copies count elements of size bytes from src into dst (capacity *cap),
+ * growing it; returns dst. */
+static void *array_copy(void *dst, size_t *cap, const void *src, size_t count, size_t size)
+{
+	if (*cap < count) {
+		*cap = count;
+		dst = mf_realloc(dst, count * size);
+	}
+	if (count > 0)
+		memcpy(dst, src, count * size);
+	return dst;
+}
+
 void mailbox_index_copy(struct mailbox_index *dst, const struct mailbox_index *src)
 {
 	dst->uid_validity = src->uid_validity;
@@ -150,20 +163,11 @@ void mailbox_index_copy(struct mailbox_index *dst, const struct mailbox_index *s
 	dst->expunge_floor = src->expunge_floor;
 	dst->superseded = src->superseded;
 	dst->need_rewrite = src->need_rewrite;
-	if (dst->cap < src->count) {
-		dst->cap = src->count;
-		dst->recs = mf_realloc(dst->recs, dst->cap * sizeof(*dst->recs));
-	}
+	dst->recs = array_copy(dst->recs, &dst->cap, src->recs, src->count, sizeof(*src->recs));
 	dst->count = src->count;
-	if (src->count > 0)
-		memcpy(dst->recs, src->recs, src->count * sizeof(*src->recs));
-	if (dst->exp_cap < src->exp_count) {
-		dst->exp_cap = src->exp_count;
-		dst->expunged = mf_realloc(dst->expunged, dst->exp_cap * sizeof(*dst->expunged));
-	}
+	dst->expunged = array_copy(dst->expunged, &dst->exp_cap, src->expunged, src->exp_count,
+				   sizeof(*src->expunged));
 	dst->exp_count = src->exp_count;
-	if (src->exp_count > 0)
-		memcpy(dst->expunged, src->expunged, src->exp_count * sizeof(*src->expunged));
 }
 
 /* Index of the first record with uid >= the given one. */

@@ -463,20 +463,22 @@ static void sync_one(struct mailbox *box, struct sync_state *st, const struct ui
 
 /* mtimes of new/ and cur/ (ns), which every delivery, flag change and
  * expunge moves; the keywords file changes only with cur/ renames. */
-static int dir_stamps(struct mailbox *box, int64_t stamps[2])
+static int dir_stamp(struct mailbox *box, int which, int64_t *stamp_r)
 {
 	static const char *const dirs[] = { "new", "cur" };
+	char *path = mf_asprintf("%s/%s", box->path, dirs[which]);
+	struct io_stat st;
+	int ret = io_stat(store_io(box->store), path, &st);
 
-	for (int i = 0; i < 2; i++) {
-		char *path = mf_asprintf("%s/%s", box->path, dirs[i]);
-		struct io_stat st;
-		int ret = io_stat(store_io(box->store), path, &st);
-		free(path);
-		if (ret < 0)
-			return -1;
-		stamps[i] = st.mtime_sec * 1000000000LL + st.mtime_nsec;
-	}
-	return 0;
+	free(path);
+	if (ret == 0)
+		*stamp_r = st.mtime_sec * 1000000000LL + st.mtime_nsec;
+	return ret;
+}
+
+static int dir_stamps(struct mailbox *box, int64_t stamps[2])
+{
+	return dir_stamp(box, 0, &stamps[0]) < 0 || dir_stamp(box, 1, &stamps[1]) < 0 ? -1 : 0;
 }
 
 int mailbox_changed(struct mailbox *box)
@@ -878,12 +880,12 @@ int mailbox_store_flags(struct mailbox *box, const unsigned *idxs, unsigned coun
 		*error_r = "cannot lock the mailbox";
 		return -1;
 	}
-	/* nothing changed since the view's sync: no index record by anyone
-	 * else, new/ and cur/ as then */
-	int64_t stamps[2];
+	/* nothing changed in cur/ since the view's sync: no index record by
+	 * anyone else, its mtime as then (a change in new/ still shows by
+	 * new/'s stamp, which stays) */
+	int64_t cur;
 	bool quiet = box->stamps_valid && box->index->offset == box->index_seen &&
-		dir_stamps(box, stamps) == 0 && stamps[0] == box->stamps[0] &&
-		stamps[1] == box->stamps[1];
+		dir_stamp(box, 1, &cur) == 0 && cur == box->stamps[1];
 	bool others;
 	ret = store_locked(box, idxs, count, ch, unchanged_since, modified_r, expunged_r, &others,
 			   error_r);
@@ -891,9 +893,8 @@ int mailbox_store_flags(struct mailbox *box, const unsigned *idxs, unsigned coun
 	 * cur/ as it is now (a change by others within the NAS's timestamp
 	 * granularity of this stat waits for the next change or NOOP, as for
 	 * mailbox_changed()) */
-	if (ret == 0 && quiet && !others && dir_stamps(box, stamps) == 0 &&
-	    stamps[0] == box->stamps[0]) {
-		box->stamps[1] = stamps[1];
+	if (ret == 0 && quiet && !others && dir_stamp(box, 1, &cur) == 0) {
+		box->stamps[1] = cur;
 		box->index_seen = box->index->offset;
 	}
 	store_lock_release(&lock);
